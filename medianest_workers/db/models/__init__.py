@@ -1,0 +1,29 @@
+"""Mapped classes: the MediaNest backend's tables and the platform's own."""
+
+from medianest_workers.db.models.medianest import (
+    Account,
+    ErrorLog,
+    MediaRequest,
+    RateLimit,
+    ServiceConfig,
+    ServiceStatus,
+    Session,
+    SessionToken,
+    User,
+    VerificationToken,
+    YoutubeDownload,
+)
+
+__all__ = [
+    "Account",
+    "ErrorLog",
+    "MediaRequest",
+    "RateLimit",
+    "ServiceConfig",
+    "ServiceStatus",
+    "Session",
+    "SessionToken",
+    "User",
+    "VerificationToken",
+    "YoutubeDownload",
+]

