@@ -1,0 +1,1 @@
+"""Secrets at rest and in transit: MediaNest-compatible crypto, key rotation, guards."""
