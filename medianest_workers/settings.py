@@ -65,6 +65,25 @@ class Settings(BaseSettings):
     redis_key_prefix: str = "mnw:"
     redis_socket_timeout_seconds: float = Field(default=15.0, gt=0)
 
+    # Jobs and workers.
+    #: Longer than every job's hard time limit and every retry delay (RELIABILITY.md).
+    visibility_timeout_seconds: int = Field(default=7200, ge=60)
+    heartbeat_interval_seconds: float = Field(default=5.0, gt=0)
+    #: A running job whose heartbeat is older than this is presumed lost.
+    heartbeat_stale_seconds: float = Field(default=60.0, gt=0)
+    #: A queued job whose message went out longer ago than this is published again.
+    rescue_queued_after_seconds: float = Field(default=300.0, gt=0)
+    rescue_batch_size: int = Field(default=500, ge=1, le=100_000)
+    rescue_interval_seconds: float = Field(default=30.0, gt=0)
+    worker_concurrency: int = Field(default=2, ge=1, le=64)
+    worker_max_tasks_per_child: int = Field(default=1000, ge=1)
+    worker_max_memory_per_child_kb: int = Field(default=512_000, ge=10_000)
+    #: Extra modules defining job kinds, imported by every process (comma-separated).
+    job_modules: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    shutdown_grace_seconds: float = Field(default=20.0, gt=0)
+    flower_host: str = "127.0.0.1"
+    flower_port: int = Field(default=5555, ge=0, le=65535)
+
     # Network peers.
     http_timeout_seconds: float = Field(default=10.0, gt=0)
 
@@ -89,9 +108,9 @@ class Settings(BaseSettings):
     def _redis_url(cls, value: str | None) -> str | None:
         return _check_url(value, ("redis", "rediss", "unix", "valkey", "valkeys"))
 
-    @field_validator("api_keys", mode="before")
+    @field_validator("api_keys", "job_modules", mode="before")
     @classmethod
-    def _split_api_keys(cls, value: Any) -> Any:
+    def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
@@ -108,14 +127,25 @@ class Settings(BaseSettings):
         if self.encryption_key_file is None:
             return self
         if self.encryption_key is not None:
-            raise ValueError("set ENCRYPTION_KEY or ENCRYPTION_KEY_FILE, not both")
+            raise ValueError("ENCRYPTION_KEY_FILE: set it or ENCRYPTION_KEY, not both")
         try:
             content = self.encryption_key_file.read_text(encoding="utf-8")
         except OSError as exc:
-            raise ValueError(f"cannot read {self.encryption_key_file}: {exc.strerror}") from None
+            raise ValueError(
+                f"ENCRYPTION_KEY_FILE: cannot read {self.encryption_key_file}: {exc.strerror}"
+            ) from None
         key = content.rstrip("\r\n")
-        _check_key_length(key)
+        try:
+            _check_key_length(key)
+        except ValueError as exc:
+            raise ValueError(f"ENCRYPTION_KEY_FILE: {exc}") from None
         object.__setattr__(self, "encryption_key", SecretStr(key))
+        return self
+
+    @model_validator(mode="after")
+    def _bounds_fit_the_visibility_timeout(self) -> Settings:
+        if self.heartbeat_stale_seconds <= 2 * self.heartbeat_interval_seconds:
+            raise ValueError("HEARTBEAT_STALE_SECONDS must exceed twice HEARTBEAT_INTERVAL_SECONDS")
         return self
 
     def require_encryption_key(self) -> str:
@@ -142,10 +172,11 @@ def _check_key_length(key: str) -> None:
 
 def _one_line(error: ValidationError) -> str:
     first = error.errors()[0]
-    location = [str(part) for part in first["loc"] if part != "__root__"]
-    variable = location[0].upper() if location else "ENCRYPTION_KEY_FILE"
     message = first["msg"].removeprefix("Value error, ")
-    return f"{variable}: {message}"
+    location = [str(part) for part in first["loc"] if part != "__root__"]
+    if not location:  # a check across fields: its message starts with the variable's name
+        return message
+    return f"{location[0].upper()}: {message}"
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -1,5 +1,6 @@
 """Mapped classes: the MediaNest backend's tables and the platform's own."""
 
+from medianest_workers.db.models.jobs import Job, JobState
 from medianest_workers.db.models.medianest import (
     Account,
     ErrorLog,
@@ -17,6 +18,8 @@ from medianest_workers.db.models.medianest import (
 __all__ = [
     "Account",
     "ErrorLog",
+    "Job",
+    "JobState",
     "MediaRequest",
     "RateLimit",
     "ServiceConfig",

@@ -1,0 +1,35 @@
+"""What a running job function sees: its ids, attempt, and ways to report progress."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from medianest_workers.platform import ledger
+from medianest_workers.platform.errors import JobCancelledError
+
+
+@dataclass
+class JobContext:
+    job_id: str
+    kind: str
+    attempt: int
+    max_attempts: int
+    correlation_id: str
+    user_id: str | None
+    enqueued_by: str
+    _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    def report_progress(self, progress: dict[str, Any]) -> None:
+        """Record progress (small JSON) on the job's ledger row; the API shows it."""
+        ledger.set_progress(self.job_id, progress)
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self._cancel.is_set()
+
+    def check_cancelled(self) -> None:
+        """Raise JobCancelledError if someone asked to cancel this job; call it between steps."""
+        if self._cancel.is_set():
+            raise JobCancelledError(f"job {self.job_id} was cancelled")

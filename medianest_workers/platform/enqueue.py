@@ -1,0 +1,218 @@
+"""enqueue(): the Python way to start a job. Validate, write the ledger row, publish after commit.
+
+The row is the promise: once enqueue() returns, the job will run even if the publish failed
+(the rescuer publishes it later). The same idempotency key returns the existing job.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from celery import Celery
+from kombu import Producer
+from pydantic import BaseModel, ValidationError
+from sqlalchemy import Connection, select
+
+from medianest_workers.db.models.jobs import Job
+from medianest_workers.db.session import get_engine
+from medianest_workers.platform import correlation, ledger
+from medianest_workers.platform.celery_app import app as celery_app
+from medianest_workers.platform.errors import (
+    IdempotencyConflictError,
+    PayloadInvalidError,
+    UnknownJobKindError,
+)
+from medianest_workers.platform.registry import JobSpec, find_spec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobRequest:
+    """One job to enqueue (the batch form takes a list of these)."""
+
+    kind: str
+    payload: dict[str, Any] = field(default_factory=dict)
+    idempotency_key: str | None = None
+    user_id: str | None = None
+    schedule_name: str | None = None
+    trigger: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Enqueued:
+    job_id: str
+    kind: str
+    queue: str
+    created: bool  # False: the idempotency key returned an existing job
+    published: bool
+
+
+def validate(kind: str, payload: dict[str, Any]) -> tuple[JobSpec, dict[str, Any]]:
+    """The job kind's spec and the payload as its schema normalises it, or a clear error."""
+    spec = find_spec(kind)
+    if spec is None:
+        raise UnknownJobKindError(kind)
+    try:
+        model: BaseModel = spec.payload_model.model_validate(payload)
+    except ValidationError as exc:
+        errors = [
+            {
+                "field": ".".join(str(part) for part in error["loc"]) or "payload",
+                "message": error["msg"],
+            }
+            for error in exc.errors()
+        ]
+        raise PayloadInvalidError(kind, errors) from None
+    return spec, model.model_dump(mode="json")
+
+
+def enqueue(
+    kind: str,
+    payload: dict[str, Any] | None = None,
+    *,
+    idempotency_key: str | None = None,
+    user_id: str | None = None,
+    enqueued_by: str = "service",
+    correlation_id: str | None = None,
+    schedule_name: str | None = None,
+    trigger: str | None = None,
+) -> Enqueued:
+    """Enqueue one job; see the module docstring."""
+    request = JobRequest(
+        kind=kind,
+        payload=payload or {},
+        idempotency_key=idempotency_key,
+        user_id=user_id,
+        schedule_name=schedule_name,
+        trigger=trigger,
+    )
+    return enqueue_many([request], enqueued_by=enqueued_by, correlation_id=correlation_id)[0]
+
+
+def enqueue_many(
+    requests: Sequence[JobRequest],
+    *,
+    enqueued_by: str = "service",
+    correlation_id: str | None = None,
+) -> list[Enqueued]:
+    """Enqueue many jobs in one transaction and one pipelined publish (all or none are accepted)."""
+    cid = correlation_id or correlation.current() or correlation.new_correlation_id()
+    rows, specs = _rows(requests, enqueued_by=enqueued_by, correlation_id=cid)
+    with get_engine().begin() as connection:
+        holders = ledger.insert_jobs(connection, rows)
+        existing = _existing_jobs(connection, holders)
+        for row in rows:  # a conflict rolls the whole batch back
+            if holders[row["id"]] != row["id"]:
+                _check_same_request(row, existing[holders[row["id"]]])
+    created = [row for row in rows if holders[row["id"]] == row["id"]]
+    failed = publish([(row["id"], row["kind"], row["queue"], cid) for row in created])
+    if failed:
+        ledger.mark_unpublished(failed)
+    return [
+        Enqueued(
+            job_id=holders[row["id"]],
+            kind=spec.kind,
+            queue=spec.queue.value,
+            created=holders[row["id"]] == row["id"],
+            published=row["id"] not in failed,
+        )
+        for row, spec in zip(rows, specs, strict=True)
+    ]
+
+
+def _rows(
+    requests: Sequence[JobRequest], *, enqueued_by: str, correlation_id: str
+) -> tuple[list[dict[str, Any]], list[JobSpec]]:
+    rows, specs = [], []
+    keys: set[str] = set()
+    for request in requests:
+        spec, payload = validate(request.kind, request.payload)
+        if request.idempotency_key is not None:
+            if request.idempotency_key in keys:
+                raise IdempotencyConflictError(request.idempotency_key, "(same batch)")
+            keys.add(request.idempotency_key)
+        specs.append(spec)
+        rows.append(
+            {
+                "id": str(uuid.uuid4()),
+                "kind": spec.kind,
+                "queue": spec.queue.value,
+                "payload": payload,
+                "idempotency_key": request.idempotency_key,
+                "state": "queued",
+                "attempts": 0,
+                "max_attempts": spec.retry.max_attempts,
+                "correlation_id": correlation_id,
+                "enqueued_by": enqueued_by,
+                "user_id": request.user_id,
+                "schedule_name": request.schedule_name,
+                "trigger": request.trigger,
+                "cancel_requested": False,
+            }
+        )
+    return rows, specs
+
+
+def _existing_jobs(
+    connection: Connection, holders: dict[str, str]
+) -> dict[str, tuple[str, dict[str, Any]]]:
+    ids = [holder for requested, holder in holders.items() if holder != requested]
+    if not ids:
+        return {}
+    found = connection.execute(select(Job.id, Job.kind, Job.payload).where(Job.id.in_(ids)))
+    return {job_id: (kind, payload) for job_id, kind, payload in found}
+
+
+def _check_same_request(row: dict[str, Any], existing: tuple[str, dict[str, Any]]) -> None:
+    kind, payload = existing
+    if kind != row["kind"] or payload != row["payload"]:
+        raise IdempotencyConflictError(row["idempotency_key"], "existing")
+
+
+def publish(messages: Sequence[tuple[str, str, str, str]], app: Celery | None = None) -> set[str]:
+    """Publish (job id, kind, queue, correlation id) messages in one pipeline.
+
+    Returns the ids whose publish failed (the broker is down): their rows stay `queued` for
+    the rescuer. Never raises for a broker failure.
+    """
+    if not messages:
+        return set()
+    app = app or celery_app
+    try:
+        with _producer(app) as producer:
+            batch = producer.batch() if len(messages) > 1 else _nullcontext()
+            with batch:
+                for job_id, kind, queue, cid in messages:
+                    app.send_task(
+                        kind,
+                        task_id=job_id,
+                        queue=queue,
+                        routing_key=queue,
+                        headers={correlation.HEADER: cid},
+                        producer=producer,
+                    )
+    except Exception as exc:  # noqa: BLE001 - any broker failure; the row is safe either way
+        log.warning(
+            "publish of %d job(s) failed (%s); the rescuer will publish them",
+            len(messages),
+            type(exc).__name__,
+        )
+        return {job_id for job_id, *_ in messages}
+    return set()
+
+
+@contextmanager
+def _producer(app: Celery) -> Iterator[Producer]:
+    with app.producer_or_acquire() as producer:
+        yield producer
+
+
+@contextmanager
+def _nullcontext() -> Iterator[None]:
+    yield

@@ -1,0 +1,289 @@
+"""Reads and writes of the job ledger (mnw_jobs). Every state change is a conditional UPDATE.
+
+Timestamps come from the database clock (`NOW_UTC`) so that every process agrees on
+"stale". Writers on the hot path (claim, finish) are one statement each.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, select, text, update
+from sqlalchemy.dialects.postgresql import JSONB, insert
+
+from medianest_workers.db.models.jobs import (
+    KEY_HOLDING_PREDICATE,
+    KEY_HOLDING_STATES,
+    Job,
+    JobState,
+)
+from medianest_workers.db.session import get_engine
+
+NOW_UTC = "timezone('UTC', now())"
+MAX_ERROR_MESSAGE = 2000
+
+
+def worker_identity() -> str:
+    """hostname:pid of this process, stored on the rows it runs."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def is_local_process_gone(worker: str | None) -> bool:
+    """True when `worker` names a process on this host that no longer exists."""
+    if not worker:
+        return False
+    host, _, pid = worker.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+# --- enqueue -----------------------------------------------------------------------------
+
+
+def insert_jobs(connection: Connection, rows: Sequence[dict[str, Any]]) -> dict[str, str]:
+    """Insert job rows; returns {requested id: id of the job that holds the row's key}.
+
+    A row whose idempotency key is held by a live or succeeded job is not inserted: its
+    entry maps to the existing job's id.
+    """
+    if not rows:
+        return {}
+    statement = (
+        insert(Job)
+        .values(list(rows))
+        .on_conflict_do_nothing(
+            index_elements=["idempotency_key"], index_where=text(KEY_HOLDING_PREDICATE)
+        )
+        .returning(Job.id)
+    )
+    inserted = set(connection.execute(statement).scalars())
+    mapping = {row["id"]: row["id"] for row in rows if row["id"] in inserted}
+    missing = {row["idempotency_key"]: row["id"] for row in rows if row["id"] not in inserted}
+    if missing:
+        holders = connection.execute(
+            select(Job.idempotency_key, Job.id).where(
+                Job.idempotency_key.in_(list(missing)),
+                Job.state.in_([state.value for state in KEY_HOLDING_STATES]),
+            )
+        )
+        for key, job_id in holders:
+            mapping[missing[key]] = job_id
+    return mapping
+
+
+def mark_unpublished(job_ids: Iterable[str]) -> None:
+    """The broker refused these jobs' messages: the rescuer publishes them first."""
+    ids = list(job_ids)
+    if not ids:
+        return
+    with get_engine().begin() as connection:
+        connection.execute(
+            update(Job)
+            .where(Job.id.in_(ids), Job.state == JobState.QUEUED.value)
+            .values(published_at=None)
+        )
+
+
+# --- worker side -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Claimed:
+    kind: str
+    payload: dict[str, Any]
+    attempt: int
+    max_attempts: int
+    correlation_id: str
+    user_id: str | None
+    enqueued_by: str
+    cancel_requested: bool
+
+
+@dataclass(frozen=True)
+class Skip:
+    """Nothing to run: the job is finished, unknown, or was just declared dead."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Defer:
+    """Another live worker may be running this job: look again after `seconds`."""
+
+    seconds: float
+
+
+_CLAIM_COLUMNS = (
+    "kind, payload, attempts, max_attempts, correlation_id, user_id, enqueued_by, cancel_requested"
+)
+
+_CLAIM_QUEUED = text(
+    f"""
+    UPDATE mnw_jobs SET state = 'running', attempts = attempts + 1, started_at = {NOW_UTC},
+        heartbeat_at = {NOW_UTC}, worker = :worker, finished_at = NULL
+    WHERE id = :id AND state = 'queued'
+    RETURNING {_CLAIM_COLUMNS}
+    """
+)
+
+_CLAIM_ABANDONED = text(
+    f"""
+    UPDATE mnw_jobs SET attempts = attempts + 1, started_at = {NOW_UTC},
+        heartbeat_at = {NOW_UTC}, worker = :worker
+    WHERE id = :id AND state = 'running' AND worker IS NOT DISTINCT FROM :previous
+    RETURNING {_CLAIM_COLUMNS}
+    """
+)
+
+_LOOK = text(
+    f"""
+    SELECT state, worker,
+        heartbeat_at < {NOW_UTC} - make_interval(secs => :stale) AS stale
+    FROM mnw_jobs WHERE id = :id
+    """
+)
+
+_MARK_DEAD = text(
+    f"""
+    UPDATE mnw_jobs SET state = 'dead', finished_at = {NOW_UTC}, worker = NULL,
+        error_class = 'AttemptsExhausted', error_message = :message
+    WHERE id = :id AND state = 'running'
+    """
+)
+
+
+def claim(job_id: str, *, worker: str, stale_seconds: float) -> Claimed | Skip | Defer:
+    """Move the job to `running` for this worker, or say why it must not run here."""
+    with get_engine().begin() as connection:
+        row = connection.execute(_CLAIM_QUEUED, {"id": job_id, "worker": worker}).one_or_none()
+        if row is None:
+            look = connection.execute(_LOOK, {"id": job_id, "stale": stale_seconds}).one_or_none()
+            if look is None:
+                return Skip("no such job in the ledger")
+            if look.state != JobState.RUNNING.value:
+                return Skip(f"job is {look.state}")
+            if not (look.stale or is_local_process_gone(look.worker)):
+                return Defer(stale_seconds)
+            row = connection.execute(
+                _CLAIM_ABANDONED, {"id": job_id, "worker": worker, "previous": look.worker}
+            ).one_or_none()
+            if row is None:
+                return Skip("another worker took the job over")
+        if row.attempts > row.max_attempts:
+            message = (
+                f"gave up: {row.max_attempts} attempt(s) started and none finished"
+                " (the worker was killed or lost each time)"
+            )
+            connection.execute(_MARK_DEAD, {"id": job_id, "message": message})
+            return Skip("attempts exhausted: marked dead")
+        return Claimed(
+            kind=row.kind,
+            payload=row.payload,
+            attempt=row.attempts,
+            max_attempts=row.max_attempts,
+            correlation_id=row.correlation_id,
+            user_id=row.user_id,
+            enqueued_by=row.enqueued_by,
+            cancel_requested=row.cancel_requested,
+        )
+
+
+_FINISH = text(
+    f"""
+    UPDATE mnw_jobs SET state = :state, finished_at = {NOW_UTC}, heartbeat_at = NULL,
+        result = :result, error_class = :error_class, error_message = :error_message
+    WHERE id = :id AND state = 'running' AND worker = :worker
+    """
+).bindparams(bindparam("result", type_=JSONB))
+
+
+def finish(
+    job_id: str,
+    *,
+    worker: str,
+    state: JobState,
+    result: dict[str, Any] | None = None,
+    error: BaseException | None = None,
+) -> bool:
+    """Record the end of this worker's attempt; False if the job was taken from it meanwhile."""
+    error_class, error_message = describe_error(error)
+    with get_engine().begin() as connection:
+        changed = connection.execute(
+            _FINISH,
+            {
+                "id": job_id,
+                "worker": worker,
+                "state": state.value,
+                "result": result,
+                "error_class": error_class,
+                "error_message": error_message,
+            },
+        ).rowcount
+    return bool(changed)
+
+
+_REQUEUE = text(
+    f"""
+    UPDATE mnw_jobs SET state = 'queued', worker = NULL, heartbeat_at = NULL,
+        published_at = {NOW_UTC} + make_interval(secs => :delay),
+        error_class = :error_class, error_message = :error_message
+    WHERE id = :id AND state = 'running' AND worker = :worker
+    """
+)
+
+
+def requeue_for_retry(job_id: str, *, worker: str, error: BaseException, delay: float) -> bool:
+    """Back to `queued` with the error recorded; its message is due in `delay` seconds."""
+    error_class, error_message = describe_error(error)
+    with get_engine().begin() as connection:
+        changed = connection.execute(
+            _REQUEUE,
+            {
+                "id": job_id,
+                "worker": worker,
+                "delay": delay,
+                "error_class": error_class,
+                "error_message": error_message,
+            },
+        ).rowcount
+    return bool(changed)
+
+
+_HEARTBEAT = text(
+    f"""
+    UPDATE mnw_jobs SET heartbeat_at = {NOW_UTC}
+    WHERE id = ANY(:ids) AND state = 'running' AND worker = :worker
+    RETURNING id, cancel_requested
+    """
+)
+
+
+def heartbeat(job_ids: Sequence[str], *, worker: str) -> dict[str, bool]:
+    """Refresh the heartbeat of this worker's running jobs: {id: cancel requested}."""
+    with get_engine().begin() as connection:
+        rows = connection.execute(_HEARTBEAT, {"ids": list(job_ids), "worker": worker})
+        return {row.id: row.cancel_requested for row in rows}
+
+
+def set_progress(job_id: str, progress: dict[str, Any]) -> None:
+    with get_engine().begin() as connection:
+        connection.execute(update(Job).where(Job.id == job_id).values(progress=progress))
+
+
+def describe_error(error: BaseException | None) -> tuple[str | None, str | None]:
+    """(class name, bounded message) of an error, for the ledger and error_logs."""
+    if error is None:
+        return None, None
+    message = str(error) or repr(error)
+    return type(error).__name__, message[:MAX_ERROR_MESSAGE]

@@ -1,0 +1,107 @@
+"""Jobs on a real Celery worker against real Redis and PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+from sqlalchemy import Engine, text
+
+from medianest_workers.platform.enqueue import enqueue, publish
+from medianest_workers.platform.error_log import SYSTEM_USER_ID
+from tests.platform.conftest import effects, job_row, runs, wait_for, wait_terminal
+
+
+def test_noop_runs_and_succeeds(engine: Engine, session_factory, start_worker) -> None:
+    start_worker()
+    job = enqueue("platform.noop", {"sleep": 0}, correlation_id="corr-noop-1")
+    row = wait_terminal(engine, job.job_id)
+    assert row["state"] == "succeeded"
+    assert row["attempts"] == 1
+    assert row["correlation_id"] == "corr-noop-1"
+    assert row["started_at"] is not None and row["finished_at"] >= row["started_at"]
+
+
+def test_retryable_errors_back_off_then_succeed(engine, session_factory, job_tables, start_worker):
+    start_worker()
+    job = enqueue("tests.flaky", {"times": 2})
+    row = wait_terminal(engine, job.job_id)
+    assert row["state"] == "succeeded"
+    assert row["attempts"] == 3
+    assert runs(engine, job.job_id) == 3
+    assert effects(engine, job.job_id) == 1
+
+
+def test_permanent_failure_is_recorded_with_an_error_log(
+    engine, session_factory, job_tables, start_worker
+):
+    start_worker()
+    job = enqueue("tests.broken", {}, correlation_id="corr-broken-1")
+    row = wait_terminal(engine, job.job_id)
+    assert row["state"] == "failed"
+    assert row["attempts"] == 1
+    assert row["error_class"] == "PermanentError"
+    assert "malformed document" in row["error_message"]
+    with engine.connect() as connection:
+        log = (
+            connection.execute(
+                text("SELECT * FROM error_logs WHERE correlation_id = 'corr-broken-1'")
+            )
+            .mappings()
+            .one()
+        )
+    assert log["user_id"] == SYSTEM_USER_ID
+    assert log["error_code"] == "PermanentError"
+    assert log["request_path"] == "job:tests.broken"
+    assert log["metadata"]["jobId"] == job.job_id
+
+
+def test_killed_child_mid_job_runs_again_and_succeeds_once(
+    engine, session_factory, job_tables, start_worker
+):
+    worker = start_worker()
+    job = enqueue("tests.effect", {"sleep": 3})
+    pid = wait_for(lambda: _running_pid(engine, job.job_id), timeout=30)
+    os.kill(int(pid), signal.SIGKILL)
+    row = wait_terminal(engine, job.job_id, timeout=30)
+    assert row["state"] == "succeeded", worker.log()
+    assert row["attempts"] == 2
+    assert runs(engine, job.job_id) == 2
+    assert effects(engine, job.job_id) == 1
+
+
+def test_poison_pill_ends_dead_and_the_worker_keeps_working(
+    engine, session_factory, job_tables, start_worker
+):
+    worker = start_worker()
+    poison = enqueue("tests.kill_self", {"times": 10})
+    row = wait_terminal(engine, poison.job_id, timeout=60)
+    assert row["state"] == "dead", worker.log()
+    assert row["attempts"] == 4  # three executions, then the fourth claim declares it dead
+    assert runs(engine, poison.job_id) == 3
+    assert row["error_class"] == "AttemptsExhausted"
+    healthy = enqueue("platform.noop", {})
+    assert wait_terminal(engine, healthy.job_id)["state"] == "succeeded"
+
+
+def test_duplicate_delivery_of_a_finished_job_has_no_second_effect(
+    engine, session_factory, job_tables, start_worker
+):
+    start_worker()
+    job = enqueue("tests.effect", {})
+    assert wait_terminal(engine, job.job_id)["state"] == "succeeded"
+    assert publish([(job.job_id, "tests.effect", "media", "dup")]) == set()
+    marker = enqueue("platform.noop", {})  # processed after the duplicate on the same worker
+    wait_terminal(engine, marker.job_id)
+    assert runs(engine, job.job_id) == 1
+    assert effects(engine, job.job_id) == 1
+    assert job_row(engine, job.job_id)["attempts"] == 1
+
+
+def _running_pid(engine: Engine, job_id: str) -> int | None:
+    with engine.connect() as connection:
+        pid = connection.execute(
+            text("SELECT pid FROM test_job_runs WHERE job_id = :id ORDER BY at LIMIT 1"),
+            {"id": job_id},
+        ).scalar_one_or_none()
+    return pid
