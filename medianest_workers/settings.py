@@ -81,6 +81,12 @@ class Settings(BaseSettings):
     #: Extra modules defining job kinds, imported by every process (comma-separated).
     job_modules: Annotated[list[str], NoDecode] = Field(default_factory=list)
     shutdown_grace_seconds: float = Field(default=20.0, gt=0)
+    #: The module whose SCHEDULES list holds every recurring job.
+    beat_schedule_module: str = "beat_schedule"
+    #: Beat wakes up at least this often and renews its lock each time.
+    beat_max_interval_seconds: float = Field(default=5.0, gt=0)
+    #: A beat that died holds the lock this long at most: the failover time.
+    beat_lock_timeout_seconds: int = Field(default=25, ge=2)
     flower_host: str = "127.0.0.1"
     flower_port: int = Field(default=5555, ge=0, le=65535)
 
@@ -143,9 +149,15 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
-    def _bounds_fit_the_visibility_timeout(self) -> Settings:
+    def _bounds_are_consistent(self) -> Settings:
+        if self.beat_lock_timeout_seconds <= 2 * self.beat_max_interval_seconds:
+            raise ValueError(
+                "BEAT_LOCK_TIMEOUT_SECONDS: must exceed twice BEAT_MAX_INTERVAL_SECONDS"
+            )
         if self.heartbeat_stale_seconds <= 2 * self.heartbeat_interval_seconds:
-            raise ValueError("HEARTBEAT_STALE_SECONDS must exceed twice HEARTBEAT_INTERVAL_SECONDS")
+            raise ValueError(
+                "HEARTBEAT_STALE_SECONDS: must exceed twice HEARTBEAT_INTERVAL_SECONDS"
+            )
         return self
 
     def require_encryption_key(self) -> str:

@@ -74,6 +74,9 @@ def configure(app: Celery, settings: Settings) -> None:
         enable_utc=True,
         imports=[*BUILTIN_JOB_MODULES, *settings.job_modules],
     )
+    from medianest_workers.platform.beat import configure_beat  # noqa: PLC0415 - import cycle
+
+    configure_beat(app, settings)
 
 
 def _route_by_job_name(

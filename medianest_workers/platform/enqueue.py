@@ -6,6 +6,7 @@ The row is the promise: once enqueue() returns, the job will run even if the pub
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import uuid
 from collections.abc import Iterator, Sequence
@@ -18,6 +19,7 @@ from kombu import Producer
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import Connection, select
 
+from medianest_workers.db.base import utcnow
 from medianest_workers.db.models.jobs import Job
 from medianest_workers.db.session import get_engine
 from medianest_workers.platform import correlation, ledger
@@ -42,6 +44,8 @@ class JobRequest:
     user_id: str | None = None
     schedule_name: str | None = None
     trigger: str | None = None
+    #: Seconds after which the job, if it has not started, is not run at all.
+    expires_in: float | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -82,6 +86,7 @@ def enqueue(
     correlation_id: str | None = None,
     schedule_name: str | None = None,
     trigger: str | None = None,
+    expires_in: float | None = None,
 ) -> Enqueued:
     """Enqueue one job; see the module docstring."""
     request = JobRequest(
@@ -91,6 +96,7 @@ def enqueue(
         user_id=user_id,
         schedule_name=schedule_name,
         trigger=trigger,
+        expires_in=expires_in,
     )
     return enqueue_many([request], enqueued_by=enqueued_by, correlation_id=correlation_id)[0]
 
@@ -154,6 +160,9 @@ def _rows(
                 "schedule_name": request.schedule_name,
                 "trigger": request.trigger,
                 "cancel_requested": False,
+                "expires_at": None
+                if request.expires_in is None
+                else utcnow() + dt.timedelta(seconds=request.expires_in),
             }
         )
     return rows, specs

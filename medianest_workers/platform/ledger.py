@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select, text, update
+from sqlalchemy import Connection, Row, bindparam, select, text, update
 from sqlalchemy.dialects.postgresql import JSONB, insert
 
 from medianest_workers.db.models.jobs import (
@@ -132,7 +132,7 @@ _CLAIM_QUEUED = text(
     f"""
     UPDATE mnw_jobs SET state = 'running', attempts = attempts + 1, started_at = {NOW_UTC},
         heartbeat_at = {NOW_UTC}, worker = :worker, finished_at = NULL
-    WHERE id = :id AND state = 'queued'
+    WHERE id = :id AND state = 'queued' AND (expires_at IS NULL OR expires_at > {NOW_UTC})
     RETURNING {_CLAIM_COLUMNS}
     """
 )
@@ -149,8 +149,17 @@ _CLAIM_ABANDONED = text(
 _LOOK = text(
     f"""
     SELECT state, worker,
-        heartbeat_at < {NOW_UTC} - make_interval(secs => :stale) AS stale
+        heartbeat_at < {NOW_UTC} - make_interval(secs => :stale) AS stale,
+        expires_at <= {NOW_UTC} AS expired
     FROM mnw_jobs WHERE id = :id
+    """
+)
+
+_EXPIRE = text(
+    f"""
+    UPDATE mnw_jobs SET state = 'cancelled', finished_at = {NOW_UTC}, error_class = 'Expired',
+        error_message = 'not started before it expired'
+    WHERE id = ANY(:ids) AND state = 'queued' AND expires_at <= {NOW_UTC}
     """
 )
 
@@ -168,18 +177,10 @@ def claim(job_id: str, *, worker: str, stale_seconds: float) -> Claimed | Skip |
     with get_engine().begin() as connection:
         row = connection.execute(_CLAIM_QUEUED, {"id": job_id, "worker": worker}).one_or_none()
         if row is None:
-            look = connection.execute(_LOOK, {"id": job_id, "stale": stale_seconds}).one_or_none()
-            if look is None:
-                return Skip("no such job in the ledger")
-            if look.state != JobState.RUNNING.value:
-                return Skip(f"job is {look.state}")
-            if not (look.stale or is_local_process_gone(look.worker)):
-                return Defer(stale_seconds)
-            row = connection.execute(
-                _CLAIM_ABANDONED, {"id": job_id, "worker": worker, "previous": look.worker}
-            ).one_or_none()
-            if row is None:
-                return Skip("another worker took the job over")
+            taken_over = _take_over(connection, job_id, worker, stale_seconds)
+            if not isinstance(taken_over, Row):
+                return taken_over
+            row = taken_over
         if row.attempts > row.max_attempts:
             message = (
                 f"gave up: {row.max_attempts} attempt(s) started and none finished"
@@ -197,6 +198,26 @@ def claim(job_id: str, *, worker: str, stale_seconds: float) -> Claimed | Skip |
             enqueued_by=row.enqueued_by,
             cancel_requested=row.cancel_requested,
         )
+
+
+def _take_over(
+    connection: Connection, job_id: str, worker: str, stale_seconds: float
+) -> Row[Any] | Skip | Defer:
+    """The job is not simply queued: expire it, skip it, wait, or take it from a lost worker."""
+    look = connection.execute(_LOOK, {"id": job_id, "stale": stale_seconds}).one_or_none()
+    if look is None:
+        return Skip("no such job in the ledger")
+    if look.state == JobState.QUEUED.value and look.expired:
+        connection.execute(_EXPIRE, {"ids": [job_id]})
+        return Skip("expired before it started")
+    if look.state != JobState.RUNNING.value:
+        return Skip(f"job is {look.state}")
+    if not (look.stale or is_local_process_gone(look.worker)):
+        return Defer(stale_seconds)
+    row = connection.execute(
+        _CLAIM_ABANDONED, {"id": job_id, "worker": worker, "previous": look.worker}
+    ).one_or_none()
+    return Skip("another worker took the job over") if row is None else row
 
 
 _FINISH = text(
@@ -241,6 +262,12 @@ _REQUEUE = text(
     WHERE id = :id AND state = 'running' AND worker = :worker
     """
 )
+
+
+def expire(connection: Connection, job_ids: Sequence[str]) -> None:
+    """End queued jobs past their expiry as `cancelled` (error class `Expired`)."""
+    if job_ids:
+        connection.execute(_EXPIRE, {"ids": list(job_ids)})
 
 
 def requeue_for_retry(job_id: str, *, worker: str, error: BaseException, delay: float) -> bool:

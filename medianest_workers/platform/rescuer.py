@@ -33,7 +33,9 @@ _STALE_RUNNING = text(
 )
 _STALE_QUEUED = text(
     f"""
-    SELECT id, kind, queue, correlation_id FROM mnw_jobs
+    SELECT id, kind, queue, correlation_id,
+        COALESCE(expires_at <= {NOW_UTC}, false) AS expired
+    FROM mnw_jobs
     WHERE state = 'queued'
       AND (published_at IS NULL OR published_at < {NOW_UTC} - make_interval(secs => :after))
     ORDER BY published_at NULLS FIRST LIMIT :limit FOR UPDATE SKIP LOCKED
@@ -64,9 +66,11 @@ class RescueReport:
     requeued_running: list[str] = field(default_factory=list)
     dead: list[str] = field(default_factory=list)
     publish_failed: list[str] = field(default_factory=list)
+    expired: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, int]:
         return {
+            "expired": len(self.expired),
             "republished_queued": len(self.republished_queued),
             "requeued_running": len(self.requeued_running),
             "dead": len(self.dead),
@@ -87,9 +91,12 @@ def rescue(*, queued_after: float, stale_after: float, batch_size: int) -> Rescu
             connection.execute(_MARK_DEAD, {"ids": [row.id for row in dead]})
         if lost:
             connection.execute(_REQUEUE, {"ids": [row.id for row in lost]})
-        queued = connection.execute(
+        candidates = connection.execute(
             _STALE_QUEUED, {"after": queued_after, "limit": batch_size}
         ).all()
+        expired = [row.id for row in candidates if row.expired]
+        ledger.expire(connection, expired)
+        queued = [row for row in candidates if not row.expired]
         if queued:
             connection.execute(_MARK_PUBLISHED, {"ids": [row.id for row in queued]})
     messages = [(row.id, row.kind, row.queue, row.correlation_id) for row in (*lost, *queued)]
@@ -99,6 +106,7 @@ def rescue(*, queued_after: float, stale_after: float, batch_size: int) -> Rescu
     report.requeued_running = [row.id for row in lost]
     report.republished_queued = [row.id for row in queued]
     report.dead = [row.id for row in dead]
+    report.expired = expired
     report.publish_failed = sorted(failed)
     for row in dead:
         record_job_error(
@@ -110,6 +118,6 @@ def rescue(*, queued_after: float, stale_after: float, batch_size: int) -> Rescu
             error_message="attempts used up; the worker was killed or lost each time",
             attempts=row.attempts,
         )
-    if messages or dead:
+    if messages or dead or expired:
         log.info("rescuer: %s", report.as_dict())
     return report

@@ -50,6 +50,7 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.Column("published_at", postgresql.TIMESTAMP(precision=3), nullable=True),
+        sa.Column("expires_at", postgresql.TIMESTAMP(precision=3), nullable=True),
         sa.Column("started_at", postgresql.TIMESTAMP(precision=3), nullable=True),
         sa.Column("heartbeat_at", postgresql.TIMESTAMP(precision=3), nullable=True),
         sa.Column("finished_at", postgresql.TIMESTAMP(precision=3), nullable=True),

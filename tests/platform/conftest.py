@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import redis
 from sqlalchemy import Engine, text
 
 from medianest_workers.db.models.jobs import TERMINAL_STATES
@@ -36,6 +37,19 @@ def job_tables(engine: Engine) -> Iterator[None]:
     finally:
         with engine.begin() as connection:
             connection.exec_driver_sql("DROP TABLE IF EXISTS test_job_runs, test_job_effects")
+
+
+@pytest.fixture(autouse=True)
+def _empty_queues(redis_server_url: str, redis_prefix: str) -> Iterator[None]:
+    """Each test starts with this run's Redis keys (queues, beat state) gone."""
+    yield
+    client = redis.Redis.from_url(redis_server_url)
+    try:
+        keys = list(client.scan_iter(match=f"{redis_prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
 
 
 @pytest.fixture(autouse=True)

@@ -86,6 +86,8 @@ class Job(Base):
     )
     #: Last time a message for this job was handed to the broker (NULL: the publish failed).
     published_at: Mapped[dt.datetime | None] = mapped_column(Timestamp3)
+    #: A job still queued after this is not run: it ends `cancelled` with error `Expired`.
+    expires_at: Mapped[dt.datetime | None] = mapped_column(Timestamp3)
     started_at: Mapped[dt.datetime | None] = mapped_column(Timestamp3)
     heartbeat_at: Mapped[dt.datetime | None] = mapped_column(Timestamp3)
     finished_at: Mapped[dt.datetime | None] = mapped_column(Timestamp3)
