@@ -16,14 +16,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg2
 import pytest
 import redis
 from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from medianest_workers.db import migrate
+from medianest_workers.db import admin, migrate
 from medianest_workers.db.base import metadata
 from medianest_workers.db.session import reset_engine, sqlalchemy_url
 from medianest_workers.embedded import EmbeddedPostgres, EmbeddedValkey
@@ -42,28 +40,11 @@ class PostgresServer:
 
     admin_url: str
 
-    def database_url(self, name: str) -> str:
-        return make_url(self.admin_url).set(database=name).render_as_string(hide_password=False)
-
     def create_database(self, name: str) -> str:
-        self._admin(f'CREATE DATABASE "{name}"')
-        return self.database_url(name)
+        return admin.create_database(self.admin_url, name)
 
     def drop_database(self, name: str) -> None:
-        self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    def _admin(self, statement: str) -> None:
-        connection = psycopg2.connect(_libpq_url(self.admin_url))
-        try:
-            connection.autocommit = True
-            with connection.cursor() as cursor:
-                cursor.execute(statement)
-        finally:
-            connection.close()
-
-
-def _libpq_url(url: str) -> str:
-    return url.replace("postgresql+psycopg2://", "postgresql://", 1)
+        admin.drop_database(self.admin_url, name)
 
 
 @pytest.fixture(scope="session")

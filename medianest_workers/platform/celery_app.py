@@ -28,7 +28,6 @@ def broker_transport_options(settings: Settings) -> dict[str, Any]:
         "socket_connect_timeout": 5,
         "socket_keepalive": True,
         "health_check_interval": 10,
-        "retry_on_timeout": True,
     }
 
 

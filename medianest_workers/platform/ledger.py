@@ -51,6 +51,16 @@ def is_local_process_gone(worker: str | None) -> bool:
 # --- enqueue -----------------------------------------------------------------------------
 
 
+#: One cached statement; executemany turns it into multi-row INSERTs ("insertmanyvalues").
+_INSERT_JOBS = (
+    insert(Job)
+    .on_conflict_do_nothing(
+        index_elements=["idempotency_key"], index_where=text(KEY_HOLDING_PREDICATE)
+    )
+    .returning(Job.id)
+)
+
+
 def insert_jobs(connection: Connection, rows: Sequence[dict[str, Any]]) -> dict[str, str]:
     """Insert job rows; returns {requested id: id of the job that holds the row's key}.
 
@@ -59,15 +69,7 @@ def insert_jobs(connection: Connection, rows: Sequence[dict[str, Any]]) -> dict[
     """
     if not rows:
         return {}
-    statement = (
-        insert(Job)
-        .values(list(rows))
-        .on_conflict_do_nothing(
-            index_elements=["idempotency_key"], index_where=text(KEY_HOLDING_PREDICATE)
-        )
-        .returning(Job.id)
-    )
-    inserted = set(connection.execute(statement).scalars())
+    inserted = set(connection.execute(_INSERT_JOBS, list(rows)).scalars())
     mapping = {row["id"]: row["id"] for row in rows if row["id"] in inserted}
     missing = {row["idempotency_key"]: row["id"] for row in rows if row["id"] not in inserted}
     if missing:

@@ -1,0 +1,351 @@
+"""Throughput of the job platform against raw Celery, measured in one run on one machine.
+
+    python3 -m bench.throughput [--jobs 5000] [--publish 3000]
+
+Prints, with the same reliability settings (acks late, prefetch 1, prefork -c 2):
+- publish: a plain `.delay()` loop (the baseline), `enqueue()` one by one, `enqueue_many()`
+  in batches of 100, and over HTTP (single jobs, and batches of 100), ledger rows included;
+- drain: raw Celery no-op tasks/s (the baseline) and ledger-tracked `platform.noop` jobs/s.
+Uses DATABASE_URL / REDIS_URL servers when set (else embedded ones), in a database and a
+Redis prefix of its own that it removes at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+RUN_ID = uuid.uuid4().hex[:8]
+PREFIX = f"mnw-bench-{RUN_ID}:"
+API_KEY = f"bench-{RUN_ID}"
+
+
+@contextlib.contextmanager
+def servers() -> Iterator[tuple[str, str]]:
+    """(PostgreSQL server URL, Redis URL): from the environment, else embedded."""
+    from medianest_workers.embedded import EmbeddedPostgres, EmbeddedValkey
+
+    with tempfile.TemporaryDirectory(prefix="mnw-bench-") as folder:
+        started = []
+        pg_url = os.environ.get("DATABASE_URL")
+        redis_url = os.environ.get("REDIS_URL")
+        if not pg_url:
+            pg = EmbeddedPostgres(Path(folder) / "pg", keep=False)
+            pg_url = pg.start()
+            started.append(pg)
+        if not redis_url:
+            valkey = EmbeddedValkey(Path(folder) / "valkey", persist=False)
+            redis_url = valkey.start()
+            started.append(valkey)
+        try:
+            yield pg_url, redis_url
+        finally:
+            for server in reversed(started):
+                server.stop()
+
+
+@contextlib.contextmanager
+def bench_environment() -> Iterator[str]:
+    """A migrated database and a Redis prefix of this run's own, set in os.environ."""
+    import redis
+
+    from medianest_workers.db import admin, migrate
+    from medianest_workers.settings import reset_settings_cache
+
+    with servers() as (server_url, redis_url):
+        name = f"mnw_bench_{RUN_ID}"
+        url = admin.create_database(server_url, name)
+        os.environ.update(
+            DATABASE_URL=url,
+            REDIS_URL=redis_url,
+            REDIS_KEY_PREFIX=PREFIX,
+            API_KEYS=API_KEY,
+            DB_POOL_SIZE="10",
+            RESCUE_QUEUED_AFTER_SECONDS="3600",
+        )
+        reset_settings_cache()
+        try:
+            migrate.upgrade(url)
+            yield redis_url
+        finally:
+            from medianest_workers.db.session import reset_engine
+
+            reset_engine()
+            admin.drop_database(server_url, name)
+            client = redis.Redis.from_url(redis_url)
+            keys = list(client.scan_iter(match=f"{PREFIX}*", count=1000))
+            if keys:
+                client.delete(*keys)
+
+
+def rate(count: int, action: Callable[[], None]) -> float:
+    started = time.perf_counter()
+    action()
+    return count / (time.perf_counter() - started)
+
+
+def reset_state(redis_url: str) -> None:
+    import redis
+    from sqlalchemy import text
+
+    from medianest_workers.db.session import get_engine
+
+    with get_engine().begin() as connection:
+        connection.execute(text("TRUNCATE mnw_jobs"))
+    client = redis.Redis.from_url(redis_url)
+    keys = [key for key in client.scan_iter(match=f"{PREFIX}*") if b"redbeat" not in key]
+    if keys:
+        client.delete(*keys)
+
+
+# --- publishing -----------------------------------------------------------------------------
+
+
+def publish_delay_loop(count: int) -> float:
+    from bench.raw_app import raw_noop
+
+    return rate(count, lambda: [raw_noop.apply_async(queue="bench_raw") for _ in range(count)])
+
+
+def publish_enqueue_loop(count: int) -> float:
+    from medianest_workers.platform.enqueue import enqueue
+
+    return rate(count, lambda: [enqueue("platform.noop", {}) for _ in range(count)])
+
+
+def publish_enqueue_batches(count: int, size: int = 100) -> float:
+    from medianest_workers.platform.enqueue import JobRequest, enqueue_many
+
+    def run() -> None:
+        for _ in range(count // size):
+            enqueue_many([JobRequest(kind="platform.noop") for _ in range(size)])
+
+    return rate(count // size * size, run)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def api_server() -> Iterator[str]:
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "medianest_workers.api.app:create_app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+        cwd=REPO_ROOT,
+        env=os.environ.copy(),
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        import httpx
+
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("the API did not start")
+            time.sleep(0.2)
+        yield base
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=20)
+
+
+def publish_http(base: str, count: int, *, batch: int, clients: int) -> float:
+    import httpx
+
+    per_client = count // clients // batch
+
+    def client_loop() -> None:
+        with httpx.Client(base_url=base, headers={"X-API-Key": API_KEY}, timeout=30) as client:
+            for _ in range(per_client):
+                if batch == 1:
+                    response = client.post("/v1/jobs", json={"kind": "platform.noop"})
+                else:
+                    jobs = [{"kind": "platform.noop"} for _ in range(batch)]
+                    response = client.post("/v1/jobs:batch", json={"jobs": jobs})
+                response.raise_for_status()
+
+    def run() -> None:
+        threads = [threading.Thread(target=client_loop) for _ in range(clients)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    return rate(per_client * clients * batch, run)
+
+
+# --- draining -------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def idle_worker(app_path: str, node: str) -> Iterator[None]:
+    """A prefork -c 2 worker consuming only an empty queue until told otherwise."""
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            app_path,
+            "worker",
+            "-Q",
+            f"idle-{node}",
+            "-c",
+            "2",
+            "-P",
+            "prefork",
+            "-n",
+            f"{node}@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "-l",
+            "WARNING",
+        ],
+        cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        start_new_session=True,
+    )
+    try:
+        yield
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def wait_ready(app: object, node: str) -> str:
+    destination = f"{node}@{socket.gethostname()}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if app.control.ping(destination=[destination], timeout=0.5):  # type: ignore[attr-defined]
+            return destination
+    raise RuntimeError(f"worker {destination} did not start")
+
+
+def drain(app: object, node: str, queue: str, done: Callable[[], bool]) -> float:
+    destination = wait_ready(app, node)
+    started = time.perf_counter()
+    app.control.add_consumer(queue, destination=[destination], reply=False)  # type: ignore[attr-defined]
+    while not done():
+        time.sleep(0.005)
+    return time.perf_counter() - started
+
+
+def drain_raw(redis_url: str, count: int) -> float:
+    import redis
+
+    from bench.raw_app import app, raw_noop
+
+    client = redis.Redis.from_url(redis_url)
+    with idle_worker("bench.raw_app:app", "raw"):
+        for _ in range(count):
+            raw_noop.apply_async(queue="bench_raw")
+
+        def done() -> bool:
+            return client.llen(f"{PREFIX}bench_raw") == 0 and client.hlen(f"{PREFIX}unacked") == 0
+
+        return count / drain(app, "raw", "bench_raw", done)
+
+
+def drain_ledger(count: int) -> float:
+    from sqlalchemy import text
+
+    from medianest_workers.db.session import get_engine
+    from medianest_workers.platform.celery_app import app
+    from medianest_workers.platform.enqueue import JobRequest, enqueue_many
+
+    with idle_worker("medianest_workers.platform.celery_app:app", "ledger"):
+        for _ in range(count // 100):
+            enqueue_many([JobRequest(kind="platform.noop") for _ in range(100)])
+        total = count // 100 * 100
+
+        def done() -> bool:
+            with get_engine().connect() as connection:
+                finished = connection.execute(
+                    text("SELECT count(*) FROM mnw_jobs WHERE state = 'succeeded'")
+                ).scalar_one()
+            return finished >= total
+
+        return total / drain(app, "ledger", "maintenance", done)
+
+
+def http_rates(redis_url: str, count: int, results: dict[str, float]) -> None:
+    with api_server() as base:
+        results["HTTP single (8 clients)"] = publish_http(
+            base, min(count, 2000), batch=1, clients=8
+        )
+        reset_state(redis_url)
+        results["HTTP batch of 100 (4 clients)"] = publish_http(base, count, batch=100, clients=4)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--jobs", type=int, default=5000, help="jobs per drain measurement")
+    parser.add_argument("--publish", type=int, default=3000, help="messages per publish run")
+    args = parser.parse_args()
+    sys.path.insert(0, str(REPO_ROOT))
+    with bench_environment() as redis_url:
+        results: dict[str, float] = {}
+        results["delay loop"] = publish_delay_loop(args.publish)
+        reset_state(redis_url)
+        results["enqueue() loop"] = publish_enqueue_loop(args.publish)
+        reset_state(redis_url)
+        results["enqueue_many(100)"] = publish_enqueue_batches(args.publish)
+        reset_state(redis_url)
+        if importlib.util.find_spec("medianest_workers.api.app") is None:
+            print("no HTTP API in this checkout: HTTP rows skipped")
+        else:
+            http_rates(redis_url, args.publish, results)
+        reset_state(redis_url)
+        results["raw Celery drain"] = drain_raw(redis_url, args.jobs)
+        reset_state(redis_url)
+        results["ledger drain"] = drain_ledger(args.jobs)
+        reset_state(redis_url)
+
+    delay, raw = results["delay loop"], results["raw Celery drain"]
+    print(f"\n{'measurement':34} {'per s':>9} {'ratio':>7}  baseline")
+    for name, value in results.items():
+        drain_row = "drain" in name
+        base, base_name = (raw, "raw Celery drain") if drain_row else (delay, "delay loop")
+        print(f"{name:34} {value:9.0f} {value / base:7.2f}  {base_name}")
+
+
+if __name__ == "__main__":
+    main()
