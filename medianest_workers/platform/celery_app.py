@@ -13,6 +13,7 @@ from typing import Any
 from celery import Celery, signals
 from kombu import Queue as KombuQueue
 
+from medianest_workers.platform import logs  # noqa: F401  (connects Celery's logging signal)
 from medianest_workers.platform.queues import Queue
 from medianest_workers.settings import Settings, get_settings
 

@@ -20,7 +20,8 @@ _current: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 #: What an incoming id may look like (anything else is replaced by a fresh one).
 _VALID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 
-HEADER = "correlation_id"
+#: The task header carrying it (Celery already uses `correlation_id` for the task id).
+HEADER = "mnw_correlation_id"
 
 
 def new_correlation_id() -> str:
@@ -36,6 +37,15 @@ def sanitize(value: str | None) -> str:
 
 def current() -> str | None:
     return _current.get()
+
+
+def bind(correlation_id: str) -> contextvars.Token[str | None]:
+    """Make `correlation_id` current until `unbind(token)`."""
+    return _current.set(correlation_id)
+
+
+def unbind(token: contextvars.Token[str | None]) -> None:
+    _current.reset(token)
 
 
 @contextmanager

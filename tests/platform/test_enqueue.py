@@ -46,7 +46,7 @@ def test_enqueue_writes_a_row_and_publishes(engine, session_factory, redis_clien
     message = json.loads(redis_client.lindex(f"{redis_prefix}maintenance", 0))
     assert message["headers"]["id"] == job.job_id
     assert message["headers"]["task"] == "platform.noop"
-    assert message["headers"]["correlation_id"] == "c-1"
+    assert message["headers"]["mnw_correlation_id"] == "c-1"
 
 
 @pytest.mark.parametrize(

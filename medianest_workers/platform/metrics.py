@@ -1,0 +1,164 @@
+"""Prometheus metrics read from the ledger and the broker at scrape time.
+
+- `mnw_jobs{kind,state}`: jobs in the ledger by kind and state (every registered kind and
+  every state is reported, zeros included, so series do not vanish);
+- `mnw_job_duration_seconds{kind,quantile}` (+ `_count`, `_sum`): run time of the last
+  attempt of jobs that finished in the last 15 minutes, quantiles by `percentile_cont`;
+- `mnw_queue_length{queue}`: messages waiting in each Redis queue (all priority sub-lists);
+- `mnw_metrics_source_up{source}`: 1 when the database / broker answered this scrape.
+
+Only counts and timings are exposed: no payloads, ids or keys. The database reads run under
+a statement timeout, the Redis reads under the client's socket timeout, and a failing source
+turns its `source_up` to 0 instead of failing the scrape.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import redis
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy import Engine, text
+
+from medianest_workers.db.models.jobs import JobState
+from medianest_workers.db.session import get_engine
+from medianest_workers.platform.ledger import NOW_UTC
+from medianest_workers.platform.queues import Queue
+from medianest_workers.platform.registry import all_specs
+
+log = logging.getLogger(__name__)
+
+DURATION_WINDOW_SECONDS = 15 * 60
+QUANTILES = (0.5, 0.9, 0.99)
+SCRAPE_STATEMENT_TIMEOUT_MS = 5_000
+#: kombu's Redis transport keeps one list per priority step; priority 0 is the bare name.
+_PRIORITY_SEPARATOR = "\x06\x16"
+_PRIORITY_STEPS = (0, 3, 6, 9)
+
+_COUNTS = text("SELECT kind, state, count(*) AS jobs FROM mnw_jobs GROUP BY kind, state")
+_DURATIONS = text(
+    f"""
+    SELECT kind, count(*) AS finished, sum(seconds) AS total,
+        percentile_cont(CAST(:quantiles AS double precision[]))
+            WITHIN GROUP (ORDER BY seconds) AS quantiles
+    FROM (
+        SELECT kind, extract(epoch FROM finished_at - started_at) AS seconds
+        FROM mnw_jobs
+        WHERE finished_at >= {NOW_UTC} - make_interval(secs => :window)
+          AND started_at IS NOT NULL AND finished_at >= started_at
+    ) AS finished_jobs
+    GROUP BY kind
+    """
+)
+
+
+def queue_keys(prefix: str, queue: str) -> list[str]:
+    """The Redis lists holding `queue`'s messages (kombu's priority steps)."""
+    return [
+        f"{prefix}{queue}{_PRIORITY_SEPARATOR}{step}" if step else f"{prefix}{queue}"
+        for step in _PRIORITY_STEPS
+    ]
+
+
+class LedgerCollector(Collector):
+    """Collects the metrics of the module docstring on every scrape."""
+
+    def __init__(
+        self,
+        *,
+        redis_client: redis.Redis,
+        key_prefix: str,
+        engine: Callable[[], Engine] = get_engine,
+        statement_timeout_ms: int = SCRAPE_STATEMENT_TIMEOUT_MS,
+    ) -> None:
+        self._redis = redis_client
+        self._prefix = key_prefix
+        self._engine = engine
+        self._timeout_ms = statement_timeout_ms
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily(
+            "mnw_metrics_source_up",
+            "1 when the source answered this scrape, 0 when it failed",
+            labels=["source"],
+        )
+        try:
+            counts, durations = self._read_ledger()
+        except Exception as exc:  # noqa: BLE001 - a scrape reports the outage, never fails
+            log.warning("metrics: ledger read failed (%s)", type(exc).__name__)
+            up.add_metric(["database"], 0)
+        else:
+            up.add_metric(["database"], 1)
+            yield self._jobs_metric(counts)
+            yield self._duration_metric(durations)
+        try:
+            lengths = self._queue_lengths()
+        except Exception as exc:  # noqa: BLE001 - as above
+            log.warning("metrics: queue length read failed (%s)", type(exc).__name__)
+            up.add_metric(["broker"], 0)
+        else:
+            up.add_metric(["broker"], 1)
+            queues = GaugeMetricFamily(
+                "mnw_queue_length", "Messages waiting in the broker queue", labels=["queue"]
+            )
+            for queue, length in lengths.items():
+                queues.add_metric([queue], length)
+            yield queues
+        yield up
+
+    def describe(self) -> Iterator[Metric]:
+        """Nothing up front: registering must not touch the database."""
+        return iter(())
+
+    def _read_ledger(self) -> tuple[list[Any], list[Any]]:
+        with self._engine().begin() as connection:
+            connection.execute(text(f"SET LOCAL statement_timeout = {int(self._timeout_ms)}"))
+            counts = connection.execute(_COUNTS).all()
+            durations = connection.execute(
+                _DURATIONS, {"quantiles": list(QUANTILES), "window": DURATION_WINDOW_SECONDS}
+            ).all()
+        return counts, durations
+
+    def _queue_lengths(self) -> dict[str, int]:
+        pipeline = self._redis.pipeline(transaction=False)
+        for queue in Queue:
+            for key in queue_keys(self._prefix, queue.value):
+                pipeline.llen(key)
+        answers = iter(pipeline.execute())
+        return {queue.value: sum(int(next(answers)) for _ in _PRIORITY_STEPS) for queue in Queue}
+
+    @staticmethod
+    def _jobs_metric(counts: list[Any]) -> GaugeMetricFamily:
+        totals: dict[tuple[str, str], int] = {
+            (spec.kind, state.value): 0 for spec in all_specs() for state in JobState
+        }
+        for kind, state, jobs in counts:
+            totals[(kind, state)] = int(jobs)
+        family = GaugeMetricFamily(
+            "mnw_jobs", "Jobs in the ledger by kind and state", labels=["kind", "state"]
+        )
+        for (kind, state), jobs in sorted(totals.items()):
+            family.add_metric([kind, state], jobs)
+        return family
+
+    @staticmethod
+    def _duration_metric(durations: list[Any]) -> Metric:
+        family = Metric(
+            "mnw_job_duration_seconds",
+            f"Run time of the last attempt of jobs finished in the last "
+            f"{DURATION_WINDOW_SECONDS // 60} minutes",
+            "summary",
+        )
+        for kind, finished, total, quantiles in durations:
+            for quantile, seconds in zip(QUANTILES, quantiles, strict=True):
+                family.add_sample(
+                    "mnw_job_duration_seconds",
+                    {"kind": kind, "quantile": str(quantile)},
+                    float(seconds),
+                )
+            family.add_sample("mnw_job_duration_seconds_count", {"kind": kind}, float(finished))
+            family.add_sample("mnw_job_duration_seconds_sum", {"kind": kind}, float(total))
+        return family

@@ -1,0 +1,248 @@
+"""Reads of the job ledger and the cancel action, shared by the HTTP API and the CLI.
+
+Times come out as aware UTC datetimes (the ledger stores naive UTC). Listing is keyset
+paginated on (enqueued_at DESC, id DESC) with an opaque cursor, so a page is one index range
+scan however deep the client pages.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from sqlalchemy import Connection, case, func, select, tuple_, update
+
+from medianest_workers.db.models.jobs import TERMINAL_STATES, Job, JobState
+from medianest_workers.db.session import get_engine
+from medianest_workers.platform.errors import PlatformError
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
+MAX_CURSOR_LENGTH = 256
+CANCELLED_WHILE_QUEUED = "cancelled before it started"
+LIVE_STATES = (JobState.QUEUED, JobState.RUNNING)
+
+
+class JobNotFoundError(PlatformError):
+    """No job has this id."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"no job with id {job_id!r}")
+        self.job_id = job_id
+
+
+class JobFinishedError(PlatformError):
+    """The job already reached a terminal state: there is nothing left to cancel."""
+
+    def __init__(self, job: JobView) -> None:
+        super().__init__(
+            f"job {job.id} is already {job.state}; only queued or running jobs can be cancelled"
+        )
+        self.job = job
+
+
+class InvalidCursorError(PlatformError, ValueError):
+    """The pagination cursor was not made by `list_jobs` (or was altered)."""
+
+    def __init__(self) -> None:
+        super().__init__("cursor is not one this API returned (pass next_cursor unchanged)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobView:
+    """What callers may see of one job (no worker secrets; payloads hold ids, never tokens)."""
+
+    id: str
+    kind: str
+    queue: str
+    state: str
+    attempts: int
+    max_attempts: int
+    payload: dict[str, Any]
+    progress: dict[str, Any] | None
+    result: dict[str, Any] | None
+    error_class: str | None
+    error_message: str | None
+    cancel_requested: bool
+    idempotency_key: str | None
+    correlation_id: str
+    enqueued_by: str
+    user_id: str | None
+    schedule_name: str | None
+    trigger: str | None
+    worker: str | None
+    enqueued_at: dt.datetime
+    started_at: dt.datetime | None
+    heartbeat_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    #: A queued job not started by then ends cancelled (error class `Expired`).
+    expires_at: dt.datetime | None
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in TERMINAL_STATES
+
+    def as_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (times as ISO-8601 UTC)."""
+        return {
+            name: value.isoformat() if isinstance(value, dt.datetime) else value
+            for name, value in asdict(self).items()
+        }
+
+
+_VIEW_COLUMNS = tuple(getattr(Job, name) for name in JobView.__dataclass_fields__)
+
+
+def _aware(moment: dt.datetime | None) -> dt.datetime | None:
+    return None if moment is None else moment.replace(tzinfo=dt.UTC)
+
+
+def naive_utc(moment: dt.datetime) -> dt.datetime:
+    """A datetime as the ledger compares it: aware ones converted to UTC, naive taken as UTC."""
+    if moment.tzinfo is None:
+        return moment
+    return moment.astimezone(dt.UTC).replace(tzinfo=None)
+
+
+def _view(row: Mapping[str, Any]) -> JobView:
+    values = {name: row[name] for name in JobView.__dataclass_fields__}
+    for name in ("enqueued_at", "started_at", "heartbeat_at", "finished_at", "expires_at"):
+        values[name] = _aware(values[name])
+    return JobView(**values)
+
+
+# --- single jobs ---------------------------------------------------------------------------
+
+
+def get_job(job_id: str, *, connection: Connection | None = None) -> JobView | None:
+    """The job with this id, or None."""
+    return get_jobs([job_id], connection=connection).get(job_id)
+
+
+def get_jobs(job_ids: Iterable[str], *, connection: Connection | None = None) -> dict[str, JobView]:
+    """The jobs with these ids, by id (unknown ids are absent)."""
+    ids = list(dict.fromkeys(job_ids))
+    if not ids:
+        return {}
+    statement = select(*_VIEW_COLUMNS).where(Job.id.in_(ids))
+    if connection is not None:
+        rows = connection.execute(statement).mappings().all()
+    else:
+        with get_engine().connect() as own:
+            rows = own.execute(statement).mappings().all()
+    return {row["id"]: _view(row) for row in rows}
+
+
+# --- listing -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobPage:
+    jobs: list[JobView]
+    #: Pass it back as `cursor` for the next (older) page; None on the last page.
+    next_cursor: str | None
+
+
+def encode_cursor(job: JobView) -> str:
+    position = [naive_utc(job.enqueued_at).isoformat(), job.id]
+    raw = json.dumps(position, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
+    """(enqueued_at, id) of the last job of the previous page, or InvalidCursorError."""
+    if not cursor or len(cursor) > MAX_CURSOR_LENGTH:
+        raise InvalidCursorError
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        moment, job_id = json.loads(raw)
+        enqueued_at = dt.datetime.fromisoformat(moment)
+    except (binascii.Error, UnicodeDecodeError, ValueError, TypeError):
+        raise InvalidCursorError from None
+    if not isinstance(job_id, str) or enqueued_at.tzinfo is not None:
+        raise InvalidCursorError
+    return enqueued_at, job_id
+
+
+def list_jobs(
+    *,
+    kind: str | None = None,
+    states: Sequence[JobState | str] = (),
+    enqueued_after: dt.datetime | None = None,
+    enqueued_before: dt.datetime | None = None,
+    limit: int = DEFAULT_PAGE_SIZE,
+    cursor: str | None = None,
+) -> JobPage:
+    """Jobs newest first, filtered; `enqueued_after` is inclusive, `enqueued_before` exclusive.
+
+    Raises ValueError for a limit outside 1..MAX_PAGE_SIZE or an unknown state, and
+    InvalidCursorError for a cursor this function did not make.
+    """
+    if not 1 <= limit <= MAX_PAGE_SIZE:
+        raise ValueError(f"limit must be between 1 and {MAX_PAGE_SIZE}")
+    wanted = [JobState(state).value for state in states]
+    statement = select(*_VIEW_COLUMNS)
+    if kind is not None:
+        statement = statement.where(Job.kind == kind)
+    if wanted:
+        statement = statement.where(Job.state.in_(wanted))
+    if enqueued_after is not None:
+        statement = statement.where(Job.enqueued_at >= naive_utc(enqueued_after))
+    if enqueued_before is not None:
+        statement = statement.where(Job.enqueued_at < naive_utc(enqueued_before))
+    if cursor is not None:
+        after_at, after_id = decode_cursor(cursor)
+        statement = statement.where(tuple_(Job.enqueued_at, Job.id) < tuple_(after_at, after_id))
+    statement = statement.order_by(Job.enqueued_at.desc(), Job.id.desc()).limit(limit + 1)
+    with get_engine().connect() as connection:
+        rows = connection.execute(statement).mappings().all()
+    jobs = [_view(row) for row in rows[:limit]]
+    more = len(rows) > limit
+    return JobPage(jobs=jobs, next_cursor=encode_cursor(jobs[-1]) if more else None)
+
+
+# --- cancel --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Cancelled:
+    job: JobView
+    #: True: the job was queued and is now `cancelled`. False: it is running and will stop
+    #: at its next `check_cancelled()` (the worker's heartbeat relays the request).
+    immediate: bool
+
+
+def cancel_job(job_id: str) -> Cancelled:
+    """Cancel a queued job at once, or ask a running one to stop.
+
+    One conditional UPDATE: a worker's claim (`WHERE state = 'queued'`) then skips a cancelled
+    job. Raises JobNotFoundError, or JobFinishedError for a job already in a terminal state.
+    """
+    was_queued = Job.state == JobState.QUEUED.value
+    now = func.timezone("UTC", func.now())
+    statement = (
+        update(Job)
+        .where(Job.id == job_id, Job.state.in_([state.value for state in LIVE_STATES]))
+        .values(
+            state=case((was_queued, JobState.CANCELLED.value), else_=Job.state),
+            finished_at=case((was_queued, now), else_=Job.finished_at),
+            error_class=case((was_queued, "JobCancelledError"), else_=Job.error_class),
+            error_message=case((was_queued, CANCELLED_WHILE_QUEUED), else_=Job.error_message),
+            cancel_requested=True,
+        )
+        .returning(*_VIEW_COLUMNS)
+    )
+    with get_engine().begin() as connection:
+        row = connection.execute(statement).mappings().one_or_none()
+        if row is not None:
+            job = _view(row)
+            return Cancelled(job=job, immediate=job.state == JobState.CANCELLED.value)
+        current = get_job(job_id, connection=connection)
+    if current is None:
+        raise JobNotFoundError(job_id)
+    raise JobFinishedError(current)

@@ -1,0 +1,88 @@
+"""Faults against a Redis server the test owns: restarted empty with jobs queued and running."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from sqlalchemy import Engine, text
+
+from medianest_workers.embedded import EmbeddedValkey
+from tests.platform.conftest import REPO_ROOT, effects, runs, wait_for
+
+ENQUEUE = """
+import sys
+from medianest_workers.platform.enqueue import JobRequest, enqueue_many
+jobs = enqueue_many([JobRequest(kind="tests.effect", payload={"sleep": float(sys.argv[2])})
+                     for _ in range(int(sys.argv[1]))])
+print(" ".join(job.job_id for job in jobs))
+"""
+
+RESCUE = """
+from medianest_workers.platform.rescuer import rescue
+print(rescue(queued_after=1, stale_after=3, batch_size=500).as_dict())
+"""
+
+
+def run_python(code: str, redis_url: str, *args: str) -> str:
+    env = {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "PYTHONPATH": str(REPO_ROOT),
+        "JOB_MODULES": "tests.platform.sample_jobs",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=REPO_ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def states(engine: Engine, ids: list[str]) -> dict[str, int]:
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text("SELECT state, count(*) FROM mnw_jobs WHERE id = ANY(:ids) GROUP BY state"),
+            {"ids": ids},
+        )
+        return dict(rows.all())
+
+
+def test_redis_restarted_empty_loses_no_job(
+    engine, session_factory, job_tables, start_worker, tmp_path: Path
+) -> None:
+    redis = EmbeddedValkey(tmp_path / "valkey-1", persist=False)
+    url = redis.start()
+    port = int(url.rsplit(":", 1)[1])
+    try:
+        worker = start_worker(concurrency=2, REDIS_URL=url)
+        ids = run_python(ENQUEUE, url, "30", "0.3").split()
+        assert len(ids) == 30
+        wait_for(lambda: states(engine, ids).get("succeeded", 0) >= 2, timeout=60)
+
+        redis.kill()  # jobs queued in Redis and running on the worker: all of it is gone
+        time.sleep(2)
+        redis = EmbeddedValkey(tmp_path / "valkey-2", persist=False, port=port)
+        redis.start()
+
+        def all_done() -> bool:
+            if states(engine, ids).get("succeeded", 0) == len(ids):
+                return True
+            run_python(RESCUE, url)
+            return False
+
+        wait_for(all_done, timeout=120, interval=2)
+        for job_id in ids:
+            assert effects(engine, job_id) == 1
+            assert runs(engine, job_id) <= 2
+        assert "Connection to broker lost" in worker.log() or "Cannot connect" in worker.log()
+    finally:
+        redis.stop()
