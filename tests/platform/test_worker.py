@@ -17,7 +17,9 @@ def test_noop_runs_and_succeeds(engine: Engine, session_factory, start_worker) -
     job = enqueue("platform.noop", {"sleep": 0}, correlation_id="corr-noop-1")
     row = wait_terminal(engine, job.job_id)
     succeeded = [line for line in worker.log().splitlines() if job.job_id in line]
-    assert any("cid=corr-noop-1" in line and "succeeded" in line for line in succeeded), worker.log()
+    assert any("cid=corr-noop-1" in line and "succeeded" in line for line in succeeded), (
+        worker.log()
+    )
     assert row["state"] == "succeeded"
     assert row["attempts"] == 1
     assert row["correlation_id"] == "corr-noop-1"
