@@ -97,6 +97,21 @@ def _configure_from_settings(sender: Celery, **_: Any) -> None:
     configure(sender, get_settings())
 
 
+class ConfigurationError(RuntimeError):
+    """The job kinds' bounds do not fit the broker settings: the worker refuses to start."""
+
+
+@signals.worker_init.connect
+def _check_bounds(**_: Any) -> None:
+    """Every hard time limit and retry delay must end within the visibility timeout."""
+    from medianest_workers.platform.jobs import check_time_bounds  # noqa: PLC0415
+    from medianest_workers.platform.registry import all_specs  # noqa: PLC0415
+
+    problems = check_time_bounds(get_settings().visibility_timeout_seconds, all_specs())
+    if problems:
+        raise ConfigurationError("; ".join(problems))
+
+
 @signals.worker_process_init.connect
 def _fresh_engine_in_child(**_: Any) -> None:
     """Never share a pool across a fork (session.py also does this through register_at_fork)."""
