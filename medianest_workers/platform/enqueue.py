@@ -137,6 +137,7 @@ def _rows(
 ) -> tuple[list[dict[str, Any]], list[JobSpec]]:
     rows, specs = [], []
     keys: set[str] = set()
+    now = utcnow()
     for request in requests:
         spec, payload = validate(request.kind, request.payload)
         if request.idempotency_key is not None:
@@ -160,9 +161,11 @@ def _rows(
                 "schedule_name": request.schedule_name,
                 "trigger": request.trigger,
                 "cancel_requested": False,
+                "enqueued_at": now,
+                "published_at": now,  # set to NULL again if the publish fails
                 "expires_at": None
                 if request.expires_in is None
-                else utcnow() + dt.timedelta(seconds=request.expires_in),
+                else now + dt.timedelta(seconds=request.expires_in),
             }
         )
     return rows, specs

@@ -24,6 +24,8 @@ from medianest_workers.db.models.jobs import (
 from medianest_workers.db.session import get_engine
 
 NOW_UTC = "timezone('UTC', now())"
+#: insert_jobs retries rows whose key holder vanished at most this many times.
+MAX_INSERT_ROUNDS = 3
 MAX_ERROR_MESSAGE = 2000
 
 
@@ -64,15 +66,20 @@ _INSERT_JOBS = (
 def insert_jobs(connection: Connection, rows: Sequence[dict[str, Any]]) -> dict[str, str]:
     """Insert job rows; returns {requested id: id of the job that holds the row's key}.
 
-    A row whose idempotency key is held by a live or succeeded job is not inserted: its
-    entry maps to the existing job's id.
+    A row whose idempotency key is held by a queued, running or succeeded job is not
+    inserted: its entry maps to that job's id. Should the holder give the key up (fail,
+    die, be cancelled) between the two statements, the row is inserted after all.
     """
-    if not rows:
-        return {}
-    inserted = set(connection.execute(_INSERT_JOBS, list(rows)).scalars())
-    mapping = {row["id"]: row["id"] for row in rows if row["id"] in inserted}
-    missing = {row["idempotency_key"]: row["id"] for row in rows if row["id"] not in inserted}
-    if missing:
+    mapping: dict[str, str] = {}
+    pending = list(rows)
+    for _ in range(MAX_INSERT_ROUNDS):
+        if not pending:
+            return mapping
+        inserted = set(connection.execute(_INSERT_JOBS, pending).scalars())
+        mapping.update({row["id"]: row["id"] for row in pending if row["id"] in inserted})
+        missing = {row["idempotency_key"]: row for row in pending if row["id"] not in inserted}
+        if not missing:
+            return mapping
         holders = connection.execute(
             select(Job.idempotency_key, Job.id).where(
                 Job.idempotency_key.in_(list(missing)),
@@ -80,8 +87,9 @@ def insert_jobs(connection: Connection, rows: Sequence[dict[str, Any]]) -> dict[
             )
         )
         for key, job_id in holders:
-            mapping[missing[key]] = job_id
-    return mapping
+            mapping[missing.pop(key)["id"]] = job_id
+        pending = list(missing.values())
+    raise RuntimeError("idempotency keys kept changing hands; try again")
 
 
 def mark_unpublished(job_ids: Iterable[str]) -> None:

@@ -145,6 +145,13 @@ def test_redis_down_at_enqueue_keeps_the_job_for_the_rescuer(
     assert rescue(queued_after=300, stale_after=60, batch_size=100).republished_queued == []
 
 
+def test_a_published_job_is_not_published_again(engine, session_factory):
+    job = enqueue("platform.noop", {})
+    row = job_row(engine, job.job_id)
+    assert row["published_at"] == row["enqueued_at"]
+    assert rescue(queued_after=60, stale_after=60, batch_size=100).republished_queued == []
+
+
 def test_rescuer_republishes_after_a_wipe_and_requeues_lost_running_jobs(
     engine, session_factory, redis_client, redis_prefix
 ):
