@@ -196,7 +196,7 @@ def publish_http(base: str, count: int, *, batch: int, clients: int) -> float:
                     response = client.post("/v1/jobs", json={"kind": "platform.noop"})
                 else:
                     jobs = [{"kind": "platform.noop"} for _ in range(batch)]
-                    response = client.post("/v1/jobs:batch", json={"jobs": jobs})
+                    response = client.post("/v1/jobs/batch", json={"jobs": jobs})
                 response.raise_for_status()
 
     def run() -> None:

@@ -109,6 +109,17 @@ def naive_utc(moment: dt.datetime) -> dt.datetime:
     return moment.astimezone(dt.UTC).replace(tzinfo=None)
 
 
+def storable(value: str) -> bool:
+    """False for text PostgreSQL cannot hold (NUL, unpaired surrogates): no row can match it."""
+    if "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _view(row: Mapping[str, Any]) -> JobView:
     values = {name: row[name] for name in JobView.__dataclass_fields__}
     for name in ("enqueued_at", "started_at", "heartbeat_at", "finished_at", "expires_at"):
@@ -126,7 +137,7 @@ def get_job(job_id: str, *, connection: Connection | None = None) -> JobView | N
 
 def get_jobs(job_ids: Iterable[str], *, connection: Connection | None = None) -> dict[str, JobView]:
     """The jobs with these ids, by id (unknown ids are absent)."""
-    ids = list(dict.fromkeys(job_ids))
+    ids = [job_id for job_id in dict.fromkeys(job_ids) if storable(job_id)]
     if not ids:
         return {}
     statement = select(*_VIEW_COLUMNS).where(Job.id.in_(ids))
@@ -164,7 +175,7 @@ def decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
         enqueued_at = dt.datetime.fromisoformat(moment)
     except (binascii.Error, UnicodeDecodeError, ValueError, TypeError):
         raise InvalidCursorError from None
-    if not isinstance(job_id, str) or enqueued_at.tzinfo is not None:
+    if not isinstance(job_id, str) or not storable(job_id) or enqueued_at.tzinfo is not None:
         raise InvalidCursorError
     return enqueued_at, job_id
 
@@ -186,6 +197,8 @@ def list_jobs(
     if not 1 <= limit <= MAX_PAGE_SIZE:
         raise ValueError(f"limit must be between 1 and {MAX_PAGE_SIZE}")
     wanted = [JobState(state).value for state in states]
+    if kind is not None and not storable(kind):
+        return JobPage(jobs=[], next_cursor=None)
     statement = select(*_VIEW_COLUMNS)
     if kind is not None:
         statement = statement.where(Job.kind == kind)
@@ -223,6 +236,8 @@ def cancel_job(job_id: str) -> Cancelled:
     One conditional UPDATE: a worker's claim (`WHERE state = 'queued'`) then skips a cancelled
     job. Raises JobNotFoundError, or JobFinishedError for a job already in a terminal state.
     """
+    if not storable(job_id):
+        raise JobNotFoundError(job_id)
     was_queued = Job.state == JobState.QUEUED.value
     now = func.timezone("UTC", func.now())
     statement = (

@@ -1,0 +1,59 @@
+"""API keys: the `X-API-Key` header, checked against API_KEYS in constant time.
+
+Each configured key is compared (as SHA-256 digests, so lengths do not leak either) with
+`hmac.compare_digest`, and every key is compared whatever the outcome, so the time taken
+says nothing about which key nearly matched. No key configured means every request is
+refused. /healthz, /metrics and the OpenAPI document need no key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Iterable
+
+from fastapi import Security
+from fastapi.security import APIKeyHeader
+from pydantic import SecretStr
+
+from medianest_workers.api.errors import ApiError
+from medianest_workers.settings import get_settings
+
+HEADER = "X-API-Key"
+
+api_key_header = APIKeyHeader(
+    name=HEADER, auto_error=False, description="One of the keys in API_KEYS"
+)
+
+
+def _digest(value: str) -> bytes:
+    return hashlib.sha256(value.encode("utf-8", "surrogatepass")).digest()
+
+
+def key_matches(candidate: str, keys: Iterable[SecretStr]) -> bool:
+    """True if `candidate` equals one of `keys`; every key is compared."""
+    given = _digest(candidate)
+    matched = False
+    for key in keys:
+        matched |= hmac.compare_digest(given, _digest(key.get_secret_value()))
+    return matched
+
+
+def require_api_key(key: str | None = Security(api_key_header)) -> None:
+    """FastAPI dependency: refuse the request with 401 unless it carries a valid key."""
+    if not key:
+        raise ApiError(
+            401,
+            "unauthorized",
+            f"the {HEADER} header is required",
+            field=HEADER,
+            headers={"WWW-Authenticate": HEADER},
+        )
+    if not key_matches(key, get_settings().api_keys):
+        raise ApiError(
+            401,
+            "unauthorized",
+            f"the {HEADER} header does not hold a valid key",
+            field=HEADER,
+            headers={"WWW-Authenticate": HEADER},
+        )

@@ -1,0 +1,314 @@
+"""/v1/jobs: enqueue (one or a batch), read, list and cancel jobs; /v1/job-kinds.
+
+Enqueue answers 202 with the job and a `Location` to poll. A repeat with the same
+`Idempotency-Key` and the same kind and payload answers 202 with the same job as it is now,
+`created: false` and `Idempotent-Replayed: true`; the same key with another request is 409.
+When the broker is down the job is still accepted (the ledger row is the promise; the rescuer
+publishes it later): 202 with `published: false`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+
+from medianest_workers.api.auth import require_api_key
+from medianest_workers.api.errors import ApiError
+from medianest_workers.api.middleware import correlation_id_of
+from medianest_workers.api.schemas import (
+    ERROR_RESPONSES,
+    MAX_KEY_LENGTH,
+    BatchAccepted,
+    BatchCreate,
+    JobAccepted,
+    JobCreate,
+    JobKindOut,
+    JobKinds,
+    JobList,
+    JobOut,
+    check_json_safe,
+    check_text,
+)
+from medianest_workers.db.models.jobs import JobState
+from medianest_workers.platform import queries
+from medianest_workers.platform.enqueue import Enqueued, JobRequest, enqueue, enqueue_many, validate
+from medianest_workers.platform.errors import (
+    IdempotencyConflictError,
+    PayloadInvalidError,
+    UnknownJobKindError,
+)
+from medianest_workers.platform.registry import all_specs
+
+#: Who the ledger records as having enqueued jobs that came through this API.
+ENQUEUED_BY = "api"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
+
+router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)], tags=["jobs"])
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias=IDEMPOTENCY_HEADER,
+        min_length=1,
+        max_length=MAX_KEY_LENGTH,
+        description="Makes the request safe to retry: the same key returns the same job",
+    ),
+]
+JobId = Annotated[str, Path(description="The job id (what enqueue returned)")]
+
+
+def location_of(request: Request, job_id: str) -> str:
+    path = request.app.url_path_for("get_job", job_id=job_id)
+    return f"{request.scope.get('root_path', '')}{path}"
+
+
+# --- enqueue -------------------------------------------------------------------------------
+
+
+@router.post("/jobs", status_code=202, response_model=JobAccepted, responses=ERROR_RESPONSES)
+def create_job(
+    body: JobCreate,
+    request: Request,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> JobAccepted:
+    """Enqueue one job."""
+    _check_request(body, "", idempotency_key, IDEMPOTENCY_HEADER)
+    try:
+        result = enqueue(
+            body.kind,
+            body.payload,
+            idempotency_key=idempotency_key,
+            user_id=body.user_id,
+            enqueued_by=ENQUEUED_BY,
+            correlation_id=correlation_id_of(request),
+        )
+    except UnknownJobKindError as exc:
+        raise _unknown_kind(exc, "kind") from None
+    except PayloadInvalidError as exc:
+        raise _invalid_payload(exc, "payload") from None
+    except IdempotencyConflictError:
+        raise _conflict(IDEMPOTENCY_HEADER) from None
+    accepted = _accepted([result])[0]
+    response.headers["Location"] = location_of(request, accepted.id)
+    if not result.created:
+        response.headers[REPLAYED_HEADER] = "true"
+    return accepted
+
+
+@router.post(
+    "/jobs/batch", status_code=202, response_model=BatchAccepted, responses=ERROR_RESPONSES
+)
+def create_jobs(
+    body: BatchCreate,
+    request: Request,
+    idempotency_key: IdempotencyKey = None,
+) -> BatchAccepted:
+    """Enqueue up to 100 jobs in one transaction: all are accepted, or none is."""
+    if idempotency_key is not None:
+        raise ApiError(
+            422,
+            "invalid_request",
+            "a batch takes no Idempotency-Key header: give each job its own idempotency_key",
+            field=IDEMPOTENCY_HEADER,
+        )
+    seen: dict[str, int] = {}
+    for index, item in enumerate(body.jobs):
+        prefix = f"jobs.{index}."
+        _check_request(item, prefix, item.idempotency_key, f"{prefix}idempotency_key")
+        try:
+            validate(item.kind, item.payload)
+        except UnknownJobKindError as exc:
+            raise _unknown_kind(exc, f"{prefix}kind") from None
+        except PayloadInvalidError as exc:
+            raise _invalid_payload(exc, f"{prefix}payload") from None
+        if item.idempotency_key is not None:
+            if item.idempotency_key in seen:
+                raise ApiError(
+                    422,
+                    "duplicate_idempotency_key",
+                    f"the same idempotency_key as jobs.{seen[item.idempotency_key]}",
+                    field=f"{prefix}idempotency_key",
+                )
+            seen[item.idempotency_key] = index
+    requests = [
+        JobRequest(
+            kind=item.kind,
+            payload=item.payload,
+            idempotency_key=item.idempotency_key,
+            user_id=item.user_id,
+        )
+        for item in body.jobs
+    ]
+    try:
+        results = enqueue_many(
+            requests, enqueued_by=ENQUEUED_BY, correlation_id=correlation_id_of(request)
+        )
+    except IdempotencyConflictError as exc:
+        index = seen.get(exc.key)
+        raise _conflict(None if index is None else f"jobs.{index}.idempotency_key") from None
+    except UnknownJobKindError as exc:  # checked above; kept so that it can never be a 500
+        raise _unknown_kind(exc, "jobs") from None
+    except PayloadInvalidError as exc:
+        raise _invalid_payload(exc, "jobs") from None
+    return BatchAccepted(jobs=_accepted(results))
+
+
+def _check_request(
+    body: JobCreate, prefix: str, idempotency_key: str | None, key_field: str
+) -> None:
+    check_text(body.kind, f"{prefix}kind")
+    if body.user_id is not None:
+        check_text(body.user_id, f"{prefix}user_id")
+    if idempotency_key is not None:
+        check_text(idempotency_key, key_field)
+    check_json_safe(body.payload, f"{prefix}payload")
+
+
+def _accepted(results: list[Enqueued]) -> list[JobAccepted]:
+    views = queries.get_jobs(result.job_id for result in results)
+    accepted = []
+    for result in results:
+        view = views.get(result.job_id)
+        if view is None:  # deleted between the enqueue and this read (retention)
+            raise ApiError(409, "job_vanished", f"job {result.job_id} no longer exists")
+        accepted.append(
+            JobAccepted(
+                **JobOut.of(view).model_dump(),
+                created=result.created,
+                published=result.published if result.created else None,
+            )
+        )
+    return accepted
+
+
+def _unknown_kind(exc: UnknownJobKindError, field: str) -> ApiError:
+    return ApiError(
+        422,
+        "unknown_kind",
+        f"{exc}; GET /v1/job-kinds lists the kinds",
+        field=field,
+    )
+
+
+def _invalid_payload(exc: PayloadInvalidError, field: str) -> ApiError:
+    def path(name: str) -> str:
+        return field if name in ("", "payload") else f"{field}.{name}"
+
+    details = [{"field": path(error["field"]), "message": error["message"]} for error in exc.errors]
+    first = details[0] if details else {"field": field, "message": "invalid"}
+    return ApiError(
+        422,
+        "invalid_payload",
+        f"{first['field']}: {first['message']}",
+        field=first["field"],
+        details=details,
+    )
+
+
+def _conflict(field: str | None) -> ApiError:
+    return ApiError(
+        409,
+        "idempotency_conflict",
+        "this idempotency key already belongs to a job with another kind or payload",
+        field=field,
+    )
+
+
+# --- read ----------------------------------------------------------------------------------
+
+
+@router.get("/jobs/{job_id}", response_model=JobOut, responses=ERROR_RESPONSES, name="get_job")
+def get_job(job_id: JobId) -> JobOut:
+    """A job's state, attempts, progress, result, last error and timestamps."""
+    view = queries.get_job(job_id)
+    if view is None:
+        raise _not_found(job_id)
+    return JobOut.of(view)
+
+
+@router.get("/jobs", response_model=JobList, responses=ERROR_RESPONSES)
+def list_jobs(
+    *,
+    kind: Annotated[str | None, Query(max_length=200)] = None,
+    state: Annotated[
+        list[JobState] | None, Query(description="Repeat to match any of several states")
+    ] = None,
+    enqueued_after: Annotated[
+        dt.datetime | None, Query(description="ISO-8601, inclusive; without offset: UTC")
+    ] = None,
+    enqueued_before: Annotated[
+        dt.datetime | None, Query(description="ISO-8601, exclusive; without offset: UTC")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=queries.MAX_PAGE_SIZE)] = queries.DEFAULT_PAGE_SIZE,
+    cursor: Annotated[
+        str | None, Query(max_length=queries.MAX_CURSOR_LENGTH, description="next_cursor")
+    ] = None,
+) -> JobList:
+    """Jobs, newest first, filtered by kind, state and enqueue time; keyset paginated."""
+    if kind is not None:
+        check_text(kind, "kind")
+    if cursor is not None:
+        check_text(cursor, "cursor")
+    try:
+        page = queries.list_jobs(
+            kind=kind,
+            states=state or (),
+            enqueued_after=enqueued_after,
+            enqueued_before=enqueued_before,
+            limit=limit,
+            cursor=cursor,
+        )
+    except queries.InvalidCursorError as exc:
+        raise ApiError(422, "invalid_cursor", str(exc), field="cursor") from None
+    return JobList(jobs=[JobOut.of(view) for view in page.jobs], next_cursor=page.next_cursor)
+
+
+# --- cancel --------------------------------------------------------------------------------
+
+
+@router.post(
+    "/jobs/{job_id}/cancel",
+    response_model=JobOut,
+    responses={**ERROR_RESPONSES, 202: {"model": JobOut, "description": "Running: asked to stop"}},
+)
+def cancel_job(job_id: JobId, response: Response) -> JobOut:
+    """Cancel a job: queued → cancelled at once (200); running → asked to stop at its next
+    cancellation check (202, `cancel_requested: true`); finished → 409."""
+    try:
+        outcome = queries.cancel_job(job_id)
+    except queries.JobNotFoundError:
+        raise _not_found(job_id) from None
+    except queries.JobFinishedError as exc:
+        raise ApiError(409, "job_finished", str(exc)) from None
+    response.status_code = 200 if outcome.immediate else 202
+    return JobOut.of(outcome.job)
+
+
+def _not_found(job_id: str) -> ApiError:
+    return ApiError(404, "job_not_found", f"no job with id {job_id!r}")
+
+
+# --- kinds ---------------------------------------------------------------------------------
+
+
+@router.get("/job-kinds", response_model=JobKinds, responses=ERROR_RESPONSES, tags=["jobs"])
+def list_job_kinds() -> JobKinds:
+    """Every job kind this deployment runs, with its queue, limits and payload schema."""
+    return JobKinds(
+        kinds=[
+            JobKindOut(
+                kind=spec.kind,
+                queue=spec.queue.value,
+                description=spec.description,
+                max_attempts=spec.retry.max_attempts,
+                soft_time_limit_seconds=spec.soft_time_limit,
+                time_limit_seconds=spec.time_limit,
+                payload_schema=spec.payload_model.model_json_schema(),
+            )
+            for spec in all_specs()
+        ]
+    )
