@@ -10,6 +10,18 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
+from medianest_workers.jobs_cli import add_job_commands
+from medianest_workers.platform.logs import configure_logging
+from medianest_workers.roles import (
+    POOLS,
+    QUEUES,
+    ROLES,
+    run_api,
+    run_beat,
+    run_flower,
+    run_up,
+    run_worker,
+)
 from medianest_workers.settings import SettingsError, get_settings
 
 EXIT_CONFIG = 2
@@ -24,6 +36,60 @@ def _migrate(_args: argparse.Namespace) -> int:
     return 0
 
 
+def _up(args: argparse.Namespace) -> int:
+    roles = [role for role in args.roles if not (args.no_flower and role == "flower")]
+    if not roles:
+        print("medianest-workers: up: no role left to run", file=sys.stderr)
+        return EXIT_CONFIG
+    return run_up(roles=roles, api_port=args.api_port, flower_port=args.flower_port)
+
+
+def _api(args: argparse.Namespace) -> int:
+    return run_api(host=args.host, port=args.port)
+
+
+def _worker(args: argparse.Namespace) -> int:
+    concurrency = args.concurrency or get_settings().worker_concurrency
+    return run_worker(args.queues, concurrency, args.pool)
+
+
+def _beat(_args: argparse.Namespace) -> int:
+    return run_beat()
+
+
+def _flower(args: argparse.Namespace) -> int:
+    return run_flower(address=args.address, port=args.port)
+
+
+def _choices(allowed: Sequence[str]) -> Callable[[str], list[str]]:
+    """An argparse type: a comma-separated subset of `allowed`, in the order given."""
+
+    def parse(value: str) -> list[str]:
+        chosen = [part.strip() for part in value.split(",") if part.strip()]
+        unknown = [part for part in chosen if part not in allowed]
+        if unknown or not chosen:
+            raise argparse.ArgumentTypeError(
+                f"{value!r}: choose from {','.join(allowed)} (comma-separated)"
+            )
+        return list(dict.fromkeys(chosen))
+
+    return parse
+
+
+def _port(value: str) -> int:
+    port = int(value)
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{value}: not a TCP port")
+    return port
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value}: must be at least 1")
+    return number
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="medianest-workers", description="MediaNest's background-job platform."
@@ -31,6 +97,41 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     migrate = commands.add_parser("migrate", help="upgrade the database to the latest schema")
     migrate.set_defaults(handler=_migrate)
+
+    up = commands.add_parser(
+        "up",
+        help="run everything on this machine (embedded servers without DATABASE_URL/REDIS_URL)",
+    )
+    up.add_argument(
+        "--roles", type=_choices(ROLES), default=list(ROLES), help=f"default: {','.join(ROLES)}"
+    )
+    up.add_argument("--no-flower", action="store_true", help="do not start Flower")
+    up.add_argument("--api-port", type=_port, help="default: API_PORT")
+    up.add_argument("--flower-port", type=_port, help="default: FLOWER_PORT")
+    up.set_defaults(handler=_up)
+
+    api = commands.add_parser("api", help="serve the HTTP API")
+    api.add_argument("--host", help="default: API_HOST")
+    api.add_argument("--port", type=_port, help="default: API_PORT")
+    api.set_defaults(handler=_api)
+
+    worker = commands.add_parser("worker", help="run a Celery worker")
+    worker.add_argument(
+        "--queues", type=_choices(QUEUES), default=list(QUEUES), help=f"of {','.join(QUEUES)}"
+    )
+    worker.add_argument("--concurrency", type=_positive, help="default: WORKER_CONCURRENCY")
+    worker.add_argument("--pool", choices=POOLS, default="prefork")
+    worker.set_defaults(handler=_worker)
+
+    beat = commands.add_parser("beat", help="run the scheduler (exactly one per deployment)")
+    beat.set_defaults(handler=_beat)
+
+    flower = commands.add_parser("flower", help="run Flower (needs FLOWER_PASSWORD)")
+    flower.add_argument("--address", help="default: FLOWER_HOST")
+    flower.add_argument("--port", type=_port, help="default: FLOWER_PORT")
+    flower.set_defaults(handler=_flower)
+
+    add_job_commands(commands)
     return parser
 
 
@@ -39,9 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Handler = args.handler
     try:
         get_settings()  # a configuration error is reported before anything starts
-        logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-        )
+        configure_logging(logging.INFO)
         return handler(args)
     except SettingsError as exc:
         print(f"medianest-workers: {exc}", file=sys.stderr)

@@ -88,6 +88,8 @@ class Settings(BaseSettings):
     #: A beat that died holds the lock this long at most: the failover time.
     beat_lock_timeout_seconds: int = Field(default=25, ge=2)
     flower_host: str = "127.0.0.1"
+    #: How many tasks Flower keeps in memory (its own default, 100,000, costs memory).
+    flower_max_tasks: int = Field(default=10_000, ge=1)
     flower_port: int = Field(default=5555, ge=0, le=65535)
 
     # Network peers.

@@ -1,0 +1,352 @@
+"""`medianest-workers up` as an operator runs it: a real process tree, stopped by SIGTERM.
+
+One run uses this test run's servers (a scratch database, which `up` migrates, and a Redis key
+prefix of its own); the other removes DATABASE_URL/REDIS_URL, so `up` starts and stops its
+embedded PostgreSQL and Valkey under a temporary DATA_DIR. Every process either run leaves
+behind is looked for by pid, and killed in `finally` whatever happened.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from medianest_workers.cli import main
+from medianest_workers.roles import mask_url
+from medianest_workers.settings import reset_settings_cache
+
+GRACE_SECONDS = 15
+ROLE_MODULES = {
+    "api": "medianest_workers.api.app",
+    "worker": "medianest_workers.platform.celery_app",
+    "beat": "medianest_workers.platform.celery_app",
+    "flower": "medianest_workers.platform.celery_app",
+}
+
+
+def module_exists(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def available_roles() -> list[str]:
+    return [role for role, module in ROLE_MODULES.items() if module_exists(module)]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def alive(pid: int) -> bool:
+    """Whether `pid` is a live process (a zombie is not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def descendants(root: int) -> set[int]:
+    """Every live process below `root`."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rpartition(")")[2].split()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(fields[1])
+    found: set[int] = set()
+    frontier = {root}
+    while frontier:
+        frontier = {pid for pid, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return {pid for pid in found if alive(pid)}
+
+
+def processes_using(folder: Path) -> list[str]:
+    """Live processes whose command line or working directory lies in `folder`."""
+    hits = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or not alive(int(entry.name)):
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            cwd = os.readlink(entry / "cwd")
+        except OSError:
+            continue
+        if str(folder) in cmdline or cwd.startswith(str(folder)):
+            hits.append(f"{entry.name}: {cmdline}")
+    return hits
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.2)
+
+
+def http_status(url: str, auth: tuple[str, str] | None = None) -> int | None:
+    request = urllib.request.Request(url)  # noqa: S310 - loopback URLs we built
+    if auth is not None:
+        token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=2) as response:  # noqa: S310
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return None
+
+
+@dataclass
+class Up:
+    """A running `medianest-workers up` and what it printed."""
+
+    process: subprocess.Popen[bytes]
+    stdout: Path
+    stderr: Path
+    seen: set[int] = field(default_factory=set)
+
+    def output(self) -> str:
+        return self.stdout.read_text()
+
+    def errors(self) -> str:
+        return self.stderr.read_text()
+
+    def wait_running(self) -> None:
+        def running() -> bool:
+            if self.process.poll() is not None:
+                raise AssertionError(f"up exited early:\n{self.output()}\n{self.errors()[-4000:]}")
+            return "medianest-workers up: running" in self.output()
+
+        wait_until(running, 120, "up to start every role")
+
+    def role_pid(self, role: str) -> int:
+        found = re.search(rf"^medianest-workers up: {role} .*\(pid (\d+)\)$", self.output(), re.M)
+        assert found, self.output()
+        return int(found.group(1))
+
+    def remember_processes(self) -> set[int]:
+        self.seen |= descendants(self.process.pid)
+        return self.seen
+
+    def stop(self) -> int:
+        """SIGTERM to `up` alone, as systemd or docker send it; the exit code."""
+        self.remember_processes()
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=GRACE_SECONDS + 30)
+
+    def interrupt(self) -> int:
+        """SIGINT to `up`'s whole process group, as a Ctrl-C at a terminal; the exit code."""
+        self.remember_processes()
+        os.killpg(self.process.pid, signal.SIGINT)
+        return self.process.wait(timeout=GRACE_SECONDS + 30)
+
+
+@pytest.fixture
+def run_up(tmp_path: Path) -> Iterator[Callable[..., Up]]:
+    started: list[Up] = []
+
+    def start(arguments: list[str], env: dict[str, str]) -> Up:
+        index = len(started)
+        stdout, stderr = tmp_path / f"up{index}.out", tmp_path / f"up{index}.err"
+        command = [sys.executable, "-m", "medianest_workers.cli", "up", *arguments]
+        with stdout.open("wb") as out, stderr.open("wb") as err:
+            # A process group of its own, like a shell's job: see Up.interrupt.
+            process = subprocess.Popen(command, stdout=out, stderr=err, env=env, process_group=0)
+        up = Up(process, stdout, stderr)
+        started.append(up)
+        return up
+
+    try:
+        yield start
+    finally:
+        for up in started:
+            if up.process.poll() is None:
+                up.remember_processes()
+            for pid in [up.process.pid, *up.seen]:
+                if alive(pid):
+                    os.kill(pid, signal.SIGKILL)
+            up.process.wait(timeout=10)
+
+
+def up_environment(tmp_path: Path, **variables: str) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "DATA_DIR": str(tmp_path / "data"),
+        "SHUTDOWN_GRACE_SECONDS": str(GRACE_SECONDS),
+        **variables,
+    }
+    env.pop("FLOWER_PASSWORD", None)
+    return env
+
+
+@pytest.mark.slow
+def test_up_runs_the_roles_and_stops_them_all_on_sigterm(
+    run_up: Callable[..., Up], scratch_database: str, redis_prefix: str, tmp_path: Path
+) -> None:
+    roles = available_roles()
+    if not roles:
+        pytest.skip(f"no role can run yet: {', '.join(sorted(set(ROLE_MODULES.values())))} missing")
+    api_port, flower_port = free_port(), free_port()
+    env = up_environment(
+        tmp_path,
+        DATABASE_URL=scratch_database,  # an empty database: `up` migrates it first
+        REDIS_KEY_PREFIX=f"{redis_prefix}up-{uuid.uuid4().hex[:6]}:",
+    )
+    arguments = ["--roles", ",".join(roles), "--api-port", str(api_port)]
+    up = run_up([*arguments, "--flower-port", str(flower_port)], env)
+
+    up.wait_running()
+    output = up.output()
+    assert re.search(r"^medianest-workers up: database +postgresql://\S+$", output, re.M)
+    assert re.search(r"^medianest-workers up: redis +redis://\S+$", output, re.M)
+    if "worker" in roles:
+        wait_until(lambda: "mnw-media-downloads-health-maintenance@" in up.errors(), 60, "worker")
+        wait_until(lambda: " ready." in up.errors(), 60, "the worker to be ready")
+    if "flower" in roles:
+        password = re.search(r"shown once\): (\S+)$", output, re.M)
+        assert password, output
+        flower = f"http://127.0.0.1:{flower_port}/api/workers"
+        wait_until(lambda: http_status(flower) is not None, 60, "Flower to listen")
+        assert http_status(flower) == 401
+        assert http_status(flower, ("admin", "wrong")) == 401
+        assert http_status(flower, ("admin", password.group(1))) == 200
+    if "api" in roles:
+        healthz = f"http://127.0.0.1:{api_port}/healthz"
+        wait_until(lambda: http_status(healthz) == 200, 60, "the API's /healthz")
+    role_pids = {role: up.role_pid(role) for role in roles}
+    processes = up.remember_processes()
+    assert set(role_pids.values()) <= processes
+    if "worker" in roles:
+        pool = descendants(role_pids["worker"])
+        assert len(pool) == 2, "one worker with two prefork processes"
+
+    assert up.stop() == 0
+
+    assert not [pid for pid in processes if alive(pid)], up.errors()[-4000:]
+    assert "medianest-workers up: stopped   exit code 0" in up.output()
+    if "api" not in roles:
+        pytest.skip("medianest_workers.api.app does not exist yet: /healthz was not checked")
+
+
+@pytest.mark.slow
+def test_up_without_urls_runs_embedded_servers_and_stops_them_on_ctrl_c(
+    run_up: Callable[..., Up], tmp_path: Path
+) -> None:
+    if not module_exists(ROLE_MODULES["worker"]):
+        pytest.skip(f"{ROLE_MODULES['worker']} does not exist yet")
+    env = up_environment(tmp_path)
+    env.pop("DATABASE_URL", None)
+    env.pop("REDIS_URL", None)
+    data_dir = Path(env["DATA_DIR"])
+    up = run_up(["--roles", "worker"], env)
+
+    up.wait_running()
+    wait_until(lambda: " ready." in up.errors(), 60, "the worker to be ready on embedded servers")
+    output = up.output()
+    database = re.search(r"^medianest-workers up: database +(\S+) \(embedded", output, re.M)
+    redis = re.search(r"^medianest-workers up: redis +(\S+) \(embedded", output, re.M)
+    assert database and database.group(1).startswith("postgresql://"), output
+    assert "/medianest?" in database.group(1)
+    assert redis and redis.group(1).startswith("redis://127.0.0.1:"), output
+    assert processes_using(data_dir), "the embedded servers run from the data folder"
+
+    assert up.interrupt() == 0
+
+    wait_until(lambda: not processes_using(data_dir), 10, "the embedded servers to stop")
+    valkey_log = (data_dir / "valkey" / "valkey.log").read_text()
+    assert "Received SIGINT" not in valkey_log, "the terminal's Ctrl-C must not reach Valkey"
+    assert "Received SIGTERM" in valkey_log, "`up` stops Valkey itself, after the roles"
+    assert not [pid for pid in up.seen if alive(pid)]
+    assert (data_dir / "postgres" / "PG_VERSION").is_file(), "the data folder is kept"
+    port = int(redis.group(1).rsplit(":", 1)[1].split("/")[0])
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", port)) != 0, "Valkey no longer listens"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://:s3cret@cache:6379/0", "redis://:***@cache:6379/0"),
+        ("postgresql://mnw:s3cret@db:5432/medianest", "postgresql://mnw:***@db:5432/medianest"),
+        (
+            "postgresql://postgres:@/medianest?host=/tmp/x",
+            "postgresql://postgres:@/medianest?host=/tmp/x",
+        ),
+        ("redis://127.0.0.1:6379", "redis://127.0.0.1:6379"),
+    ],
+)
+def test_printed_urls_hide_passwords(url: str, shown: str) -> None:
+    assert mask_url(url) == shown
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        ["up", "--roles", "api,cron"],
+        ["up", "--api-port", "70000"],
+        ["worker", "--queues", "media,videos"],
+        ["worker", "--concurrency", "0"],
+        ["worker", "--pool", "gevent"],
+    ],
+)
+def test_bad_flags_are_refused_naming_the_value(
+    arguments: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(arguments)
+    assert exit_.value.code == 2
+    assert arguments[-1] in capsys.readouterr().err
+
+
+def test_up_refuses_to_run_no_role(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["up", "--roles", "flower", "--no-flower"]) == 2
+    assert "no role left to run" in capsys.readouterr().err
+
+
+def test_flower_refuses_to_start_without_a_password(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("FLOWER_PASSWORD", raising=False)
+    reset_settings_cache()
+    try:
+        assert main(["flower"]) == 2
+    finally:
+        reset_settings_cache()
+    assert capsys.readouterr().err.startswith("medianest-workers: FLOWER_PASSWORD: not set")
+
+
+def test_flower_refuses_a_password_it_cannot_pass_on(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("FLOWER_PASSWORD", "one,two")
+    reset_settings_cache()
+    try:
+        assert main(["flower"]) == 2
+    finally:
+        reset_settings_cache()
+    assert "FLOWER_PASSWORD: must be non-empty, without ','" in capsys.readouterr().err
