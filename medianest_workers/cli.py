@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from medianest_workers.jobs_cli import add_job_commands
-from medianest_workers.platform.logs import configure_logging
+from medianest_workers.logs import configure_logging
 from medianest_workers.roles import (
     POOLS,
     QUEUES,

