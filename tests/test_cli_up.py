@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import pytest
 
 from medianest_workers.cli import main
@@ -204,6 +205,33 @@ def up_environment(tmp_path: Path, **variables: str) -> dict[str, str]:
     return env
 
 
+API_KEY = "up-test-key"
+
+
+def job_flows_through_every_role(api: str, flower_workers: str, auth: tuple[str, str]) -> None:
+    """A job enqueued over HTTP runs on the worker, Flower lists both, /metrics counts it."""
+    headers = {"X-API-Key": API_KEY}
+    answer = httpx.post(f"{api}/v1/jobs", json={"kind": "platform.noop"}, headers=headers)
+    assert answer.status_code == 202, answer.text
+    job_id = answer.json()["id"]
+    location = f"{api}{answer.headers['Location']}"
+
+    def state() -> str:
+        return httpx.get(location, headers=headers).json()["state"]
+
+    wait_until(lambda: state() == "succeeded", 60, "the job to succeed")
+    workers = httpx.get(f"{flower_workers}?refresh=1", auth=auth, timeout=30).json()
+    assert any(name.startswith("mnw-media-downloads-health-maintenance@") for name in workers)
+    flower_tasks = flower_workers.replace("/api/workers", "/api/tasks")
+    wait_until(
+        lambda: job_id in httpx.get(flower_tasks, auth=auth, timeout=30).json(),
+        30,
+        "Flower to list the task",
+    )
+    metrics = httpx.get(f"{api}/metrics").text
+    assert re.search(r'^mnw_jobs\{kind="platform.noop",state="succeeded"\} 1\.0$', metrics, re.M)
+
+
 @pytest.mark.slow
 def test_up_runs_the_roles_and_stops_them_all_on_sigterm(
     run_up: Callable[..., Up], scratch_database: str, redis_prefix: str, tmp_path: Path
@@ -214,6 +242,7 @@ def test_up_runs_the_roles_and_stops_them_all_on_sigterm(
     api_port, flower_port = free_port(), free_port()
     env = up_environment(
         tmp_path,
+        API_KEYS=API_KEY,
         DATABASE_URL=scratch_database,  # an empty database: `up` migrates it first
         REDIS_KEY_PREFIX=f"{redis_prefix}up-{uuid.uuid4().hex[:6]}:",
     )
@@ -238,6 +267,9 @@ def test_up_runs_the_roles_and_stops_them_all_on_sigterm(
     if "api" in roles:
         healthz = f"http://127.0.0.1:{api_port}/healthz"
         wait_until(lambda: http_status(healthz) == 200, 60, "the API's /healthz")
+    if set(roles) == set(ROLE_MODULES):
+        auth = ("admin", password.group(1))
+        job_flows_through_every_role(f"http://127.0.0.1:{api_port}", flower, auth)
     role_pids = {role: up.role_pid(role) for role in roles}
     processes = up.remember_processes()
     assert set(role_pids.values()) <= processes

@@ -42,6 +42,13 @@ def utcnow() -> dt.datetime:
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
+def naive_utc(moment: dt.datetime) -> dt.datetime:
+    """A datetime as the database holds it: aware ones converted to UTC, naive taken as UTC."""
+    if moment.tzinfo is None:
+        return moment
+    return moment.astimezone(dt.UTC).replace(tzinfo=None)
+
+
 def new_id() -> str:
     """A client-side UUID v4 string: MediaNest text primary keys have no database default."""
     return str(uuid.uuid4())

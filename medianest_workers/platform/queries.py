@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection, case, func, select, tuple_, update
 
+from medianest_workers.db.base import naive_utc
 from medianest_workers.db.models.jobs import TERMINAL_STATES, Job, JobState
 from medianest_workers.db.session import get_engine
 from medianest_workers.platform.errors import PlatformError
@@ -102,11 +103,6 @@ def _aware(moment: dt.datetime | None) -> dt.datetime | None:
     return None if moment is None else moment.replace(tzinfo=dt.UTC)
 
 
-def naive_utc(moment: dt.datetime) -> dt.datetime:
-    """A datetime as the ledger compares it: aware ones converted to UTC, naive taken as UTC."""
-    if moment.tzinfo is None:
-        return moment
-    return moment.astimezone(dt.UTC).replace(tzinfo=None)
 
 
 def storable(value: str) -> bool:

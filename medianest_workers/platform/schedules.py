@@ -19,7 +19,7 @@ from celery.schedules import schedule as interval
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from medianest_workers.db.base import utcnow
+from medianest_workers.db.base import naive_utc, utcnow
 from medianest_workers.db.models.jobs import Job
 from medianest_workers.platform import correlation
 from medianest_workers.platform.enqueue import Enqueued, enqueue
@@ -66,19 +66,13 @@ class Schedule:
 
     def slot(self, due: dt.datetime) -> dt.datetime:
         """The slot a due time belongs to: rounded down to the period (naive UTC)."""
-        due = _naive_utc(due)
+        due = naive_utc(due)
         seconds = int(self.period.total_seconds()) if self.every is not None else 60
         epoch = int(due.replace(tzinfo=dt.UTC).timestamp())
         return dt.datetime.fromtimestamp(epoch - epoch % seconds, dt.UTC).replace(tzinfo=None)
 
     def idempotency_key(self, due: dt.datetime) -> str:
         return f"beat:{self.name}:{self.slot(due).isoformat()}"
-
-
-def _naive_utc(moment: dt.datetime) -> dt.datetime:
-    if moment.tzinfo is None:
-        return moment
-    return moment.astimezone(dt.UTC).replace(tzinfo=None)
 
 
 def _shortest_cron_gap(cron: crontab) -> dt.timedelta:
@@ -189,7 +183,7 @@ def _next_run(entry: Schedule, last_scheduled: dt.datetime | None) -> dt.datetim
     if last_scheduled is None:
         return now
     remaining = entry.celery_schedule.remaining_estimate(last_scheduled.replace(tzinfo=dt.UTC))
-    return max(now, _naive_utc(last_scheduled.replace(tzinfo=dt.UTC) + remaining))
+    return max(now, naive_utc(last_scheduled.replace(tzinfo=dt.UTC) + remaining))
 
 
 def _duration(job: Job | None) -> float | None:
