@@ -169,7 +169,11 @@ def _check_request(
 
 
 def _accepted(results: list[Enqueued]) -> list[JobAccepted]:
-    views = queries.get_jobs(result.job_id for result in results)
+    """The answer for each job: as inserted when new, as it is now when a key replayed it."""
+    views = queries.get_jobs(result.job_id for result in results if result.row is None)
+    views.update(
+        {result.job_id: queries.view_of_row(result.row) for result in results if result.row}
+    )
     accepted = []
     for result in results:
         view = views.get(result.job_id)

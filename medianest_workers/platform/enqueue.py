@@ -55,6 +55,8 @@ class Enqueued:
     queue: str
     created: bool  # False: the idempotency key returned an existing job
     published: bool
+    #: The ledger row as this call inserted it (None when the key returned an existing job).
+    row: dict[str, Any] | None = None
 
 
 def validate(kind: str, payload: dict[str, Any]) -> tuple[JobSpec, dict[str, Any]]:
@@ -127,6 +129,9 @@ def enqueue_many(
             queue=spec.queue.value,
             created=holders[row["id"]] == row["id"],
             published=row["id"] not in failed,
+            row=_as_stored(row, unpublished=row["id"] in failed)
+            if holders[row["id"]] == row["id"]
+            else None,
         )
         for row, spec in zip(rows, specs, strict=True)
     ]
@@ -171,6 +176,15 @@ def _rows(
     return rows, specs
 
 
+def _as_stored(row: dict[str, Any], *, unpublished: bool) -> dict[str, Any]:
+    """The row with the columns the insert left to their defaults, as the ledger holds it."""
+    stored = {column: None for column in Job.__table__.columns.keys()}  # noqa: SIM118
+    stored.update(row)
+    if unpublished:
+        stored["published_at"] = None
+    return stored
+
+
 def _existing_jobs(
     connection: Connection, holders: dict[str, str]
 ) -> dict[str, tuple[str, dict[str, Any]]]:
@@ -197,18 +211,16 @@ def publish(messages: Sequence[tuple[str, str, str, str]], app: Celery | None = 
         return set()
     app = app or celery_app
     try:
-        with _producer(app) as producer:
-            batch = producer.batch() if len(messages) > 1 else _nullcontext()
-            with batch:
-                for job_id, kind, queue, cid in messages:
-                    app.send_task(
-                        kind,
-                        task_id=job_id,
-                        queue=queue,
-                        routing_key=queue,
-                        headers={correlation.HEADER: cid},
-                        producer=producer,
-                    )
+        with _producer(app) as producer, producer.batch():
+            for job_id, kind, queue, cid in messages:
+                app.send_task(
+                    kind,
+                    task_id=job_id,
+                    queue=queue,
+                    routing_key=queue,
+                    headers={correlation.HEADER: cid},
+                    producer=producer,
+                )
     except Exception as exc:  # noqa: BLE001 - any broker failure; the row is safe either way
         log.warning(
             "publish of %d job(s) failed (%s); the rescuer will publish them",
@@ -223,8 +235,3 @@ def publish(messages: Sequence[tuple[str, str, str, str]], app: Celery | None = 
 def _producer(app: Celery) -> Iterator[Producer]:
     with app.producer_or_acquire() as producer:
         yield producer
-
-
-@contextmanager
-def _nullcontext() -> Iterator[None]:
-    yield

@@ -116,7 +116,8 @@ def storable(value: str) -> bool:
     return True
 
 
-def _view(row: Mapping[str, Any]) -> JobView:
+def view_of_row(row: Mapping[str, Any]) -> JobView:
+    """A JobView of a ledger row given as a mapping of its columns."""
     values = {name: row[name] for name in JobView.__dataclass_fields__}
     for name in ("enqueued_at", "started_at", "heartbeat_at", "finished_at", "expires_at"):
         values[name] = _aware(values[name])
@@ -142,7 +143,7 @@ def get_jobs(job_ids: Iterable[str], *, connection: Connection | None = None) ->
     else:
         with get_engine().connect() as own:
             rows = own.execute(statement).mappings().all()
-    return {row["id"]: _view(row) for row in rows}
+    return {row["id"]: view_of_row(row) for row in rows}
 
 
 # --- listing -------------------------------------------------------------------------------
@@ -210,7 +211,7 @@ def list_jobs(
     statement = statement.order_by(Job.enqueued_at.desc(), Job.id.desc()).limit(limit + 1)
     with get_engine().connect() as connection:
         rows = connection.execute(statement).mappings().all()
-    jobs = [_view(row) for row in rows[:limit]]
+    jobs = [view_of_row(row) for row in rows[:limit]]
     more = len(rows) > limit
     return JobPage(jobs=jobs, next_cursor=encode_cursor(jobs[-1]) if more else None)
 
@@ -251,7 +252,7 @@ def cancel_job(job_id: str) -> Cancelled:
     with get_engine().begin() as connection:
         row = connection.execute(statement).mappings().one_or_none()
         if row is not None:
-            job = _view(row)
+            job = view_of_row(row)
             return Cancelled(job=job, immediate=job.state == JobState.CANCELLED.value)
         current = get_job(job_id, connection=connection)
     if current is None:
