@@ -80,11 +80,6 @@ class EmbeddedValkey:
         atexit.register(self.stop)
         return str(self._server.connection_url)
 
-    @property
-    def pid(self) -> int | None:
-        process = getattr(self._server, "_process", None)
-        return None if process is None else int(process.pid)
-
     def stop(self) -> None:
         server, self._server = self._server, None
         if server is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 
 from medianest_workers.platform import ledger
 from medianest_workers.platform.context import JobContext
@@ -40,7 +41,7 @@ class Heartbeats:
         interval = get_settings().heartbeat_interval_seconds
         worker = ledger.worker_identity()
         while True:
-            threading.Event().wait(interval)
+            time.sleep(interval)
             with self._lock:
                 jobs = dict(self._jobs)
             if not jobs:
