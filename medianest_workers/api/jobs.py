@@ -72,9 +72,8 @@ def location_of(request: Request, job_id: str) -> str:
 def create_job(
     body: JobCreate,
     request: Request,
-    response: Response,
     idempotency_key: IdempotencyKey = None,
-) -> JobAccepted:
+) -> Response:
     """Enqueue one job."""
     _check_request(body, "", idempotency_key, IDEMPOTENCY_HEADER)
     try:
@@ -93,10 +92,13 @@ def create_job(
     except IdempotencyConflictError:
         raise _conflict(IDEMPOTENCY_HEADER) from None
     accepted = _accepted([result])[0]
-    response.headers["Location"] = location_of(request, accepted.id)
+    headers = {"Location": location_of(request, accepted.id)}
     if not result.created:
-        response.headers[REPLAYED_HEADER] = "true"
-    return accepted
+        headers[REPLAYED_HEADER] = "true"
+    # Serialised here: FastAPI would validate the model it was just built from once more.
+    return Response(
+        accepted.model_dump_json(), status_code=202, headers=headers, media_type="application/json"
+    )
 
 
 @router.post(
