@@ -99,6 +99,10 @@ def run_flower(*, address: str | None = None, port: int | None = None) -> int:
     if not password or "," in password:
         raise SettingsError("FLOWER_PASSWORD: must be non-empty, without ','")
     app = _celery_app(database=False)
+    # Flower learns task names from events: importing the job modules (and with them
+    # SQLAlchemy and the models) would only cost it ~25 MB.
+    app.conf.broker_url  # noqa: B018 - reads the settings in first: they set `imports`
+    app.conf.imports = []
     return _exit_code(
         app.start(
             [

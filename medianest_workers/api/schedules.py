@@ -20,7 +20,7 @@ from medianest_workers.api.schemas import (
     Schedules,
 )
 from medianest_workers.db.session import session_scope
-from medianest_workers.platform import queries, schedules
+from medianest_workers.platform import queries, schedule_runs
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)], tags=["schedules"])
 
@@ -37,7 +37,7 @@ def _aware(moment: dt.datetime | None) -> dt.datetime | None:
 def list_schedules() -> Schedules:
     """Every schedule of beat_schedule.py with its last run (from the ledger) and next run."""
     with session_scope() as session:
-        statuses = schedules.schedule_statuses(session)
+        statuses = schedule_runs.schedule_statuses(session)
     items = []
     for status in statuses:
         fields = dataclasses.asdict(status)
@@ -53,7 +53,7 @@ def list_schedules() -> Schedules:
 def run_schedule(name: ScheduleName, request: Request, response: Response) -> JobAccepted:
     """Enqueue the schedule's job now (a manual run, recorded with trigger `manual`)."""
     try:
-        result = schedules.run_now(name, correlation_id=correlation_id_of(request))
+        result = schedule_runs.run_now(name, correlation_id=correlation_id_of(request))
     except KeyError:
         raise ApiError(404, "schedule_not_found", f"no schedule named {name!r}") from None
     view = queries.get_job(result.job_id)

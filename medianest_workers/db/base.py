@@ -6,12 +6,15 @@ or index created from a model has the name the MediaNest backend's database alre
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 
 from sqlalchemy import MetaData, text
 from sqlalchemy.dialects.postgresql import TIMESTAMP
 from sqlalchemy.orm import DeclarativeBase
+
+from medianest_workers.timeutil import naive_utc, utcnow
+
+__all__ = ["CURRENT_TIMESTAMP", "Base", "Timestamp3", "metadata", "naive_utc", "new_id", "utcnow"]
 
 NAMING_CONVENTION = {
     "pk": "%(table_name)s_pkey",
@@ -34,19 +37,6 @@ class Base(DeclarativeBase):
     """Base of every mapped class; relationships must be loaded explicitly."""
 
     metadata = metadata
-
-
-def utcnow() -> dt.datetime:
-    """Now as a naive UTC datetime with millisecond precision, as the backend stores it."""
-    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    return now.replace(microsecond=now.microsecond // 1000 * 1000)
-
-
-def naive_utc(moment: dt.datetime) -> dt.datetime:
-    """A datetime as the database holds it: aware ones converted to UTC, naive taken as UTC."""
-    if moment.tzinfo is None:
-        return moment
-    return moment.astimezone(dt.UTC).replace(tzinfo=None)
 
 
 def new_id() -> str:

@@ -15,6 +15,7 @@ from kombu import Queue as KombuQueue
 
 from medianest_workers.platform import logs  # noqa: F401  (connects Celery's logging signal)
 from medianest_workers.platform.queues import Queue
+from medianest_workers.platform.schedules import celery_beat_schedule
 from medianest_workers.settings import Settings, get_settings
 
 #: Modules whose import registers the platform's own job kinds and the domains' ones.
@@ -74,9 +75,22 @@ def configure(app: Celery, settings: Settings) -> None:
         enable_utc=True,
         imports=[*BUILTIN_JOB_MODULES, *settings.job_modules],
     )
-    from medianest_workers.platform.beat import configure_beat  # noqa: PLC0415 - import cycle
-
     configure_beat(app, settings)
+
+
+def configure_beat(app: Celery, settings: Settings) -> None:
+    """The schedule and celery-redbeat's settings (its keys live under our Redis prefix)."""
+    redis_options = {"socket_timeout": 5, "socket_connect_timeout": 5, "retry_period": 60}
+    app.conf.update(
+        beat_schedule=celery_beat_schedule(),
+        beat_max_loop_interval=settings.beat_max_interval_seconds,
+        beat_scheduler="medianest_workers.platform.beat:LedgerScheduler",
+        redbeat_redis_url=settings.require_redis_url(),
+        redbeat_redis_options=redis_options,
+        redbeat_key_prefix=f"{settings.redis_key_prefix}redbeat",
+        redbeat_lock_key=f"{settings.redis_key_prefix}redbeat:lock",
+        redbeat_lock_timeout=settings.beat_lock_timeout_seconds,
+    )
 
 
 def _route_by_job_name(

@@ -103,8 +103,6 @@ def _aware(moment: dt.datetime | None) -> dt.datetime | None:
     return None if moment is None else moment.replace(tzinfo=dt.UTC)
 
 
-
-
 def storable(value: str) -> bool:
     """False for text PostgreSQL cannot hold (NUL, unpaired surrogates): no row can match it."""
     if "\x00" in value:

@@ -1,0 +1,18 @@
+"""Time as the MediaNest database holds it: naive UTC datetimes with millisecond precision."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+
+def utcnow() -> dt.datetime:
+    """Now as a naive UTC datetime with millisecond precision, as the backend stores it."""
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def naive_utc(moment: dt.datetime) -> dt.datetime:
+    """A datetime as the database holds it: aware ones converted to UTC, naive taken as UTC."""
+    if moment.tzinfo is None:
+        return moment
+    return moment.astimezone(dt.UTC).replace(tzinfo=None)
