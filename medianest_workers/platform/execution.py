@@ -14,6 +14,7 @@ from typing import Any
 
 from celery import Task
 from pydantic import ValidationError
+from sqlalchemy.exc import OperationalError
 
 from medianest_workers.db.models.jobs import JobState
 from medianest_workers.platform import correlation, ledger
@@ -26,13 +27,26 @@ from medianest_workers.settings import get_settings
 
 log = logging.getLogger(__name__)
 
+#: While the ledger is unreachable a message comes back after 1, 2, 4, ... up to this many s.
+CLAIM_RETRY_MAX_SECONDS = 60
+
 
 def execute(task: Task, spec: JobSpec) -> dict[str, Any] | None:
     job_id: str = task.request.id
     worker = ledger.worker_identity()
-    outcome = ledger.claim(
-        job_id, worker=worker, stale_seconds=get_settings().heartbeat_stale_seconds
-    )
+    try:
+        outcome = ledger.claim(
+            job_id, worker=worker, stale_seconds=get_settings().heartbeat_stale_seconds
+        )
+    except OperationalError as exc:  # the database is down or refusing: the row is untouched
+        delay = min(CLAIM_RETRY_MAX_SECONDS, 2 ** min(task.request.retries, 10))
+        log.warning(
+            "job %s: cannot reach the ledger (%s); trying again in %d s",
+            job_id,
+            type(exc.orig).__name__,
+            delay,
+        )
+        raise task.retry(countdown=delay, max_retries=None) from None
     if isinstance(outcome, ledger.Skip):
         log.info("job %s (%s) not run: %s", job_id, spec.kind, outcome.reason)
         if outcome.reason.startswith("attempts exhausted"):

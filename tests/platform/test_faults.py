@@ -8,8 +8,11 @@ import sys
 import time
 from pathlib import Path
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.pool import NullPool
 
+from medianest_workers.db import migrate
+from medianest_workers.db.session import sqlalchemy_url
 from medianest_workers.embedded import EmbeddedValkey
 from tests.platform.conftest import REPO_ROOT, effects, runs, wait_for
 
@@ -45,6 +48,58 @@ def run_python(code: str, redis_url: str, *args: str) -> str:
     )
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()
+
+
+def test_a_job_claimed_while_its_database_refuses_connections_runs_when_it_returns(
+    engine, session_factory, start_worker, scratch_database: str, tmp_path: Path
+) -> None:
+    """No rescuer runs here: the worker itself must bring the message back."""
+    migrate.upgrade(scratch_database)
+    name = scratch_database.rsplit("/", 1)[1].split("?", maxsplit=1)[0]
+    env = {**os.environ, "DATABASE_URL": scratch_database, "PYTHONPATH": str(REPO_ROOT)}
+    enqueued = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from medianest_workers.platform.enqueue import enqueue;"
+            "print(enqueue('platform.noop', {}).job_id)",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    job_id = enqueued.stdout.strip()
+
+    def allow_connections(allowed: bool) -> None:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.exec_driver_sql(
+                f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS {str(allowed).lower()}'
+            )
+            connection.exec_driver_sql(
+                f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+            )
+
+    allow_connections(False)
+    try:
+        worker = start_worker(DATABASE_URL=scratch_database)
+        wait_for(lambda: "cannot reach the ledger" in worker.log(), timeout=30)
+    finally:
+        allow_connections(True)
+
+    scratch = create_engine(sqlalchemy_url(scratch_database), poolclass=NullPool)
+    try:
+        wait_for(lambda: job_state(scratch, job_id) == "succeeded", timeout=60, interval=0.5)
+    finally:
+        scratch.dispose()
+
+
+def job_state(engine: Engine, job_id: str) -> str:
+    with engine.connect() as connection:
+        return connection.execute(
+            text("SELECT state FROM mnw_jobs WHERE id = :id"), {"id": job_id}
+        ).scalar_one()
 
 
 def states(engine: Engine, ids: list[str]) -> dict[str, int]:
