@@ -16,7 +16,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -30,6 +29,7 @@ import pytest
 from medianest_workers.cli import main
 from medianest_workers.roles import mask_url
 from medianest_workers.settings import reset_settings_cache
+from tests.helpers import alive, free_port, wait_for
 
 GRACE_SECONDS = 15
 ROLE_MODULES = {
@@ -49,21 +49,6 @@ def module_exists(name: str) -> bool:
 
 def available_roles() -> list[str]:
     return [role for role, module in ROLE_MODULES.items() if module_exists(module)]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def alive(pid: int) -> bool:
-    """Whether `pid` is a live process (a zombie is not)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 def descendants(root: int) -> set[int]:
@@ -98,14 +83,6 @@ def processes_using(folder: Path) -> list[str]:
         if str(folder) in cmdline or cwd.startswith(str(folder)):
             hits.append(f"{entry.name}: {cmdline}")
     return hits
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.2)
 
 
 def http_status(url: str, auth: tuple[str, str] | None = None) -> int | None:
@@ -143,7 +120,7 @@ class Up:
                 raise AssertionError(f"up exited early:\n{self.output()}\n{self.errors()[-4000:]}")
             return "medianest-workers up: running" in self.output()
 
-        wait_until(running, 120, "up to start every role")
+        wait_for(running, 120, "up to start every role")
 
     def role_pid(self, role: str) -> int:
         found = re.search(rf"^medianest-workers up: {role} .*\(pid (\d+)\)$", self.output(), re.M)
@@ -217,7 +194,7 @@ def job_flows_through_every_role(api: str, flower_workers: str, auth: tuple[str,
         answer = httpx.post(f"{api}/v1/jobs", json={"kind": "platform.noop"}, headers=headers)
         assert answer.status_code == 202, answer.text
         location = f"{api}{answer.headers['Location']}"
-        wait_until(
+        wait_for(
             lambda: httpx.get(location, headers=headers).json()["state"] == "succeeded",
             60,
             "the job to succeed",
@@ -230,7 +207,7 @@ def job_flows_through_every_role(api: str, flower_workers: str, auth: tuple[str,
     def workers() -> dict[str, object]:
         return httpx.get(f"{flower_workers}?refresh=1", auth=auth, timeout=30).json()
 
-    wait_until(
+    wait_for(
         lambda: any(
             name.startswith("mnw-media-downloads-health-maintenance@") for name in workers()
         ),
@@ -239,9 +216,9 @@ def job_flows_through_every_role(api: str, flower_workers: str, auth: tuple[str,
     )
     # Flower learns of tasks from events, which it only sees once it has subscribed: wait for
     # a first job to show up there, then follow a second one end to end.
-    wait_until(lambda: flower_lists(run_job()), 60, "Flower to receive task events")
+    wait_for(lambda: flower_lists(run_job()), 60, "Flower to receive task events")
     job_id = run_job()
-    wait_until(lambda: flower_lists(job_id), 30, "Flower to list the task")
+    wait_for(lambda: flower_lists(job_id), 30, "Flower to list the task")
     metrics = httpx.get(f"{api}/metrics").text
     counted = re.search(
         r'^mnw_jobs\{kind="platform.noop",state="succeeded"\} (\d+)\.0$', metrics, re.M
@@ -271,19 +248,19 @@ def test_up_runs_the_roles_and_stops_them_all_on_sigterm(
     assert re.search(r"^medianest-workers up: database +postgresql://\S+$", output, re.M)
     assert re.search(r"^medianest-workers up: redis +redis://\S+$", output, re.M)
     if "worker" in roles:
-        wait_until(lambda: "mnw-media-downloads-health-maintenance@" in up.errors(), 60, "worker")
-        wait_until(lambda: " ready." in up.errors(), 60, "the worker to be ready")
+        wait_for(lambda: "mnw-media-downloads-health-maintenance@" in up.errors(), 60, "worker")
+        wait_for(lambda: " ready." in up.errors(), 60, "the worker to be ready")
     if "flower" in roles:
         password = re.search(r"shown once\): (\S+)$", output, re.M)
         assert password, output
         flower = f"http://127.0.0.1:{flower_port}/api/workers"
-        wait_until(lambda: http_status(flower) is not None, 60, "Flower to listen")
+        wait_for(lambda: http_status(flower) is not None, 60, "Flower to listen")
         assert http_status(flower) == 401
         assert http_status(flower, ("admin", "wrong")) == 401
         assert http_status(flower, ("admin", password.group(1))) == 200
     if "api" in roles:
         healthz = f"http://127.0.0.1:{api_port}/healthz"
-        wait_until(lambda: http_status(healthz) == 200, 60, "the API's /healthz")
+        wait_for(lambda: http_status(healthz) == 200, 60, "the API's /healthz")
     if set(roles) == set(ROLE_MODULES):
         auth = ("admin", password.group(1))
         job_flows_through_every_role(f"http://127.0.0.1:{api_port}", flower, auth)
@@ -315,7 +292,7 @@ def test_up_without_urls_runs_embedded_servers_and_stops_them_on_ctrl_c(
     up = run_up(["--roles", "worker"], env)
 
     up.wait_running()
-    wait_until(lambda: " ready." in up.errors(), 60, "the worker to be ready on embedded servers")
+    wait_for(lambda: " ready." in up.errors(), 60, "the worker to be ready on embedded servers")
     output = up.output()
     database = re.search(r"^medianest-workers up: database +(\S+) \(embedded", output, re.M)
     redis = re.search(r"^medianest-workers up: redis +(\S+) \(embedded", output, re.M)
@@ -326,7 +303,7 @@ def test_up_without_urls_runs_embedded_servers_and_stops_them_on_ctrl_c(
 
     assert up.interrupt() == 0
 
-    wait_until(lambda: not processes_using(data_dir), 10, "the embedded servers to stop")
+    wait_for(lambda: not processes_using(data_dir), 10, "the embedded servers to stop")
     valkey_log = (data_dir / "valkey" / "valkey.log").read_text()
     assert "Received SIGINT" not in valkey_log, "the terminal's Ctrl-C must not reach Valkey"
     assert "Received SIGTERM" in valkey_log, "`up` stops Valkey itself, after the roles"

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from medianest_workers.supervisor import EXIT_FAILURE, ChildSpec, Supervisor
+from tests.helpers import alive, wait_for
 
 SUPERVISE = """
 import json, logging, sys
@@ -52,29 +53,6 @@ def python(code: str) -> list[str]:
     return [sys.executable, "-c", code]
 
 
-def alive(pid: int) -> bool:
-    """Whether `pid` is a live process (a zombie is not)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[0] != "Z"
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
-
-
 @dataclass
 class Supervised:
     """A supervisor process running the given children, and what it printed."""
@@ -91,17 +69,17 @@ class Supervised:
         return self.stderr.read_text()
 
     def children(self) -> dict[str, int]:
-        wait_until(lambda: "{" in self.output(), 20, "the supervisor's pid line")
+        wait_for(lambda: "{" in self.output(), 20, "the supervisor's pid line")
         line = next(line for line in self.output().splitlines() if line.startswith("{"))
         pids: dict[str, int] = json.loads(line)
         self.known_pids.update(pids.values())
         return pids
 
     def wait_ready(self, count: int) -> None:
-        wait_until(lambda: self.output().count("ready") >= count, 20, f"{count} ready children")
+        wait_for(lambda: self.output().count("ready") >= count, 20, f"{count} ready children")
 
     def grandchildren(self, count: int) -> list[int]:
-        wait_until(lambda: self.output().count("grandchild") >= count, 20, f"{count} grandchildren")
+        wait_for(lambda: self.output().count("grandchild") >= count, 20, f"{count} grandchildren")
         pids = [int(pid) for pid in re.findall(r"^grandchild (\d+)$", self.output(), re.M)]
         self.known_pids.update(pids)
         return pids
@@ -232,7 +210,7 @@ def test_no_grandchild_outlives_its_child(
     else:
         assert supervised.exit_code(timeout=15) == EXIT_FAILURE
 
-    wait_until(lambda: not alive(grandchild), 5, "the grandchild's death")
+    wait_for(lambda: not alive(grandchild), 5, "the grandchild's death")
     assert not [pid for pid in pids.values() if alive(pid)]
 
 
@@ -245,7 +223,7 @@ def test_children_die_with_a_killed_supervisor(supervise: Callable[..., Supervis
     supervised.send(signal.SIGKILL)
     supervised.exit_code(timeout=10)
 
-    wait_until(lambda: not any(alive(pid) for pid in pids.values()), 10, "orphans' death")
+    wait_for(lambda: not any(alive(pid) for pid in pids.values()), 10, "orphans' death")
 
 
 def test_a_child_that_cannot_start_stops_those_already_started(

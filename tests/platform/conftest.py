@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +15,7 @@ import redis
 from sqlalchemy import Engine, text
 
 from medianest_workers.db.models.jobs import TERMINAL_STATES
+from tests.helpers import wait_for
 from tests.platform import sample_jobs
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -132,19 +132,6 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[..., Worker]]:
     finally:
         for worker in workers:
             worker.stop()
-
-
-def wait_for(
-    predicate: Callable[[], object], *, timeout: float = 30.0, interval: float = 0.1
-) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(interval)
 
 
 def job_row(engine: Engine, job_id: str) -> dict:

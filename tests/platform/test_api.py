@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -31,7 +30,8 @@ from medianest_workers.platform import enqueue as enqueue_module
 from medianest_workers.platform import queries
 from medianest_workers.platform.rescuer import rescue
 from medianest_workers.settings import load_settings, reset_settings_cache
-from tests.platform.conftest import REPO_ROOT, job_row, runs, wait_for, wait_terminal
+from tests.helpers import free_port, wait_for
+from tests.platform.conftest import REPO_ROOT, job_row, runs, wait_terminal
 
 API_KEY = "test-key-0123456789abcdef"
 OTHER_KEY = "second-key-fedcba9876543210"
@@ -869,16 +869,10 @@ def test_schedules_are_listed_and_run_on_demand(client, engine) -> None:
 # --- a real server: concurrency and streaming -----------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
 def live_server(api_env, session_factory, tmp_path: Path) -> Iterator[str]:
     """The API served by uvicorn --factory in its own process, as `medianest-workers api` does."""
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     log_path = tmp_path / "uvicorn.log"
     with log_path.open("wb") as log:

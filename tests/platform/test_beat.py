@@ -18,7 +18,8 @@ import beat_schedule
 from medianest_workers.platform.schedule_runs import enqueue_slot, run_now, schedule_statuses
 from medianest_workers.platform.schedules import Schedule, load_schedules
 from medianest_workers.settings import reset_settings_cache
-from tests.platform.conftest import REPO_ROOT, WORKER_ENV, wait_for
+from tests.helpers import wait_for
+from tests.platform.conftest import REPO_ROOT, WORKER_ENV
 
 BEAT_ENV = {
     **WORKER_ENV,

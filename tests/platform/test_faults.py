@@ -14,7 +14,8 @@ from sqlalchemy.pool import NullPool
 from medianest_workers.db import migrate
 from medianest_workers.db.session import sqlalchemy_url
 from medianest_workers.embedded import EmbeddedValkey
-from tests.platform.conftest import REPO_ROOT, effects, runs, wait_for
+from tests.helpers import wait_for
+from tests.platform.conftest import REPO_ROOT, effects, runs
 
 ENQUEUE = """
 import sys

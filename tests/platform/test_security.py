@@ -11,7 +11,8 @@ from medianest_workers.platform.enqueue import enqueue
 from medianest_workers.platform.jobs import check_time_bounds
 from medianest_workers.platform.registry import JobSpec, RetryPolicy, all_specs
 from medianest_workers.settings import get_settings
-from tests.platform.conftest import wait_for, wait_terminal
+from tests.helpers import wait_for
+from tests.platform.conftest import wait_terminal
 
 
 class _Canary:

@@ -9,7 +9,8 @@ from sqlalchemy import Engine, text
 
 from medianest_workers.platform.enqueue import enqueue, publish
 from medianest_workers.platform.error_log import SYSTEM_USER_ID
-from tests.platform.conftest import effects, job_row, runs, wait_for, wait_terminal
+from tests.helpers import wait_for
+from tests.platform.conftest import effects, job_row, runs, wait_terminal
 
 
 def test_noop_runs_and_succeeds(engine: Engine, session_factory, start_worker) -> None:
