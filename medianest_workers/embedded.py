@@ -85,6 +85,14 @@ class EmbeddedValkey:
         if server is not None:
             server.stop()
 
+    @property
+    def pid(self) -> int:
+        """The server's process id (for fault injection)."""
+        process = getattr(self._server, "_process", None)
+        if process is None:
+            raise RuntimeError("embedded Valkey is not started")
+        return int(process.pid)
+
     def kill(self) -> None:
         """SIGKILL the server (fault injection): no shutdown, nothing saved."""
         server, self._server = self._server, None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -140,5 +141,32 @@ def test_redis_restarted_empty_loses_no_job(
             assert effects(engine, job_id) == 1
             assert runs(engine, job_id) <= 2
         assert "Connection to broker lost" in worker.log() or "Cannot connect" in worker.log()
+    finally:
+        redis.stop()
+
+
+def test_a_silent_redis_stalls_the_worker_but_loses_nothing(
+    engine, session_factory, job_tables, start_worker, tmp_path: Path
+) -> None:
+    """RELIABILITY 7: Redis SIGSTOPped (a half-open peer, no reset) for longer than the socket
+    timeout, then resumed: the worker notices, reconnects, and every job ends succeeded once."""
+    redis = EmbeddedValkey(tmp_path / "valkey", persist=False)
+    url = redis.start()
+    try:
+        worker = start_worker(concurrency=2, REDIS_URL=url, REDIS_SOCKET_TIMEOUT_SECONDS="3")
+        before = run_python(ENQUEUE, url, "5", "0.1").split()
+        wait_for(lambda: states(engine, before).get("succeeded", 0) == 5, timeout=60)
+
+        pid = redis.pid
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            time.sleep(10)  # over three socket timeouts of silence
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        after = run_python(ENQUEUE, url, "5", "0.1").split()
+        wait_for(lambda: states(engine, after).get("succeeded", 0) == 5, timeout=90)
+        for job_id in before + after:
+            assert effects(engine, job_id) == 1
+        assert worker.process.poll() is None, "the worker must survive the stall"
     finally:
         redis.stop()
