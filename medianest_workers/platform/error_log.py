@@ -15,6 +15,7 @@ from sqlalchemy import text
 
 from medianest_workers.db.base import new_id
 from medianest_workers.db.session import get_engine
+from medianest_workers.platform.ledger import DEAD_ERROR_CLASS, DEAD_MESSAGE
 
 log = logging.getLogger(__name__)
 
@@ -75,3 +76,18 @@ def record_job_error(
             )
     except Exception:
         log.warning("could not write error_logs for job %s", job_id, exc_info=True)
+
+
+def record_dead_job(
+    *, job_id: str, kind: str, correlation_id: str, user_id: str | None, attempts: int
+) -> None:
+    """The error_logs row of a job that ended `dead` (its attempts never finished)."""
+    record_job_error(
+        job_id=job_id,
+        kind=kind,
+        correlation_id=correlation_id,
+        user_id=user_id,
+        error_class=DEAD_ERROR_CLASS,
+        error_message=DEAD_MESSAGE,
+        attempts=attempts,
+    )

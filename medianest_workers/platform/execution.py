@@ -19,7 +19,7 @@ from sqlalchemy.exc import OperationalError
 from medianest_workers.db.models.jobs import JobState
 from medianest_workers.platform import correlation, ledger
 from medianest_workers.platform.context import JobContext
-from medianest_workers.platform.error_log import record_job_error
+from medianest_workers.platform.error_log import record_dead_job, record_job_error
 from medianest_workers.platform.errors import JobCancelledError, PermanentError
 from medianest_workers.platform.heartbeat import heartbeats
 from medianest_workers.platform.registry import JobSpec
@@ -49,8 +49,16 @@ def execute(task: Task, spec: JobSpec) -> dict[str, Any] | None:
         raise task.retry(countdown=delay, max_retries=None) from None
     if isinstance(outcome, ledger.Skip):
         log.info("job %s (%s) not run: %s", job_id, spec.kind, outcome.reason)
-        if outcome.reason.startswith("attempts exhausted"):
-            _log_dead(job_id, spec)
+        return None
+    if isinstance(outcome, ledger.Dead):
+        log.error("job %s (%s) is dead: %s", job_id, spec.kind, ledger.DEAD_MESSAGE)
+        record_dead_job(
+            job_id=job_id,
+            kind=spec.kind,
+            correlation_id=outcome.correlation_id,
+            user_id=outcome.user_id,
+            attempts=outcome.attempts,
+        )
         return None
     if isinstance(outcome, ledger.Defer):
         log.info("job %s is held by another live worker; looking again later", job_id)
@@ -128,15 +136,3 @@ def _handle_failure(
             attempts=context.attempt,
             error=error,
         )
-
-
-def _log_dead(job_id: str, spec: JobSpec) -> None:
-    record_job_error(
-        job_id=job_id,
-        kind=spec.kind,
-        correlation_id=correlation.current() or job_id,
-        user_id=None,
-        error_class="AttemptsExhausted",
-        error_message="attempts used up; the worker was killed or lost each time",
-        attempts=spec.retry.max_attempts,
-    )

@@ -122,9 +122,18 @@ class Claimed:
 
 @dataclass(frozen=True)
 class Skip:
-    """Nothing to run: the job is finished, unknown, or was just declared dead."""
+    """Nothing to run: the job is finished, unknown or expired."""
 
     reason: str
+
+
+@dataclass(frozen=True)
+class Dead:
+    """Nothing to run: this claim found the job's attempts used up and marked it `dead`."""
+
+    correlation_id: str
+    user_id: str | None
+    attempts: int
 
 
 @dataclass(frozen=True)
@@ -173,16 +182,26 @@ _EXPIRE = text(
     """
 )
 
+#: What a job that never finished in any of its attempts records as its error.
+DEAD_ERROR_CLASS = "AttemptsExhausted"
+DEAD_MESSAGE = "attempts used up; the worker was killed or lost each time"
+
 _MARK_DEAD = text(
     f"""
     UPDATE mnw_jobs SET state = 'dead', finished_at = {NOW_UTC}, worker = NULL,
-        error_class = 'AttemptsExhausted', error_message = :message
-    WHERE id = :id AND state = 'running'
+        heartbeat_at = NULL, error_class = '{DEAD_ERROR_CLASS}', error_message = '{DEAD_MESSAGE}'
+    WHERE id = ANY(:ids) AND state = 'running'
     """
 )
 
 
-def claim(job_id: str, *, worker: str, stale_seconds: float) -> Claimed | Skip | Defer:
+def mark_dead(connection: Connection, job_ids: Sequence[str]) -> None:
+    """End running jobs whose attempts are used up as `dead`."""
+    if job_ids:
+        connection.execute(_MARK_DEAD, {"ids": list(job_ids)})
+
+
+def claim(job_id: str, *, worker: str, stale_seconds: float) -> Claimed | Skip | Dead | Defer:
     """Move the job to `running` for this worker, or say why it must not run here."""
     with get_engine().begin() as connection:
         row = connection.execute(_CLAIM_QUEUED, {"id": job_id, "worker": worker}).one_or_none()
@@ -192,12 +211,12 @@ def claim(job_id: str, *, worker: str, stale_seconds: float) -> Claimed | Skip |
                 return taken_over
             row = taken_over
         if row.attempts > row.max_attempts:
-            message = (
-                f"gave up: {row.max_attempts} attempt(s) started and none finished"
-                " (the worker was killed or lost each time)"
+            mark_dead(connection, [job_id])
+            return Dead(
+                correlation_id=row.correlation_id,
+                user_id=row.user_id,
+                attempts=row.max_attempts,
             )
-            connection.execute(_MARK_DEAD, {"id": job_id, "message": message})
-            return Skip("attempts exhausted: marked dead")
         return Claimed(
             kind=row.kind,
             payload=row.payload,

@@ -19,7 +19,7 @@ from sqlalchemy import text
 from medianest_workers.db.session import get_engine
 from medianest_workers.platform import ledger
 from medianest_workers.platform.enqueue import publish
-from medianest_workers.platform.error_log import record_job_error
+from medianest_workers.platform.error_log import record_dead_job
 from medianest_workers.platform.ledger import NOW_UTC
 
 log = logging.getLogger(__name__)
@@ -50,14 +50,6 @@ _REQUEUE = text(
     """
 )
 _MARK_PUBLISHED = text(f"UPDATE mnw_jobs SET published_at = {NOW_UTC} WHERE id = ANY(:ids)")
-_MARK_DEAD = text(
-    f"""
-    UPDATE mnw_jobs SET state = 'dead', finished_at = {NOW_UTC}, worker = NULL,
-        heartbeat_at = NULL, error_class = 'AttemptsExhausted',
-        error_message = 'attempts used up; the worker was killed or lost each time'
-    WHERE id = ANY(:ids)
-    """
-)
 
 
 @dataclass
@@ -87,8 +79,7 @@ def rescue(*, queued_after: float, stale_after: float, batch_size: int) -> Rescu
         ).all()
         dead = [row for row in running if row.attempts >= row.max_attempts]
         lost = [row for row in running if row.attempts < row.max_attempts]
-        if dead:
-            connection.execute(_MARK_DEAD, {"ids": [row.id for row in dead]})
+        ledger.mark_dead(connection, [row.id for row in dead])
         if lost:
             connection.execute(_REQUEUE, {"ids": [row.id for row in lost]})
         candidates = connection.execute(
@@ -109,13 +100,11 @@ def rescue(*, queued_after: float, stale_after: float, batch_size: int) -> Rescu
     report.expired = expired
     report.publish_failed = sorted(failed)
     for row in dead:
-        record_job_error(
+        record_dead_job(
             job_id=row.id,
             kind=row.kind,
             correlation_id=row.correlation_id,
             user_id=row.user_id,
-            error_class="AttemptsExhausted",
-            error_message="attempts used up; the worker was killed or lost each time",
             attempts=row.attempts,
         )
     if messages or dead or expired:

@@ -79,12 +79,22 @@ def test_poison_pill_ends_dead_and_the_worker_keeps_working(
     engine, session_factory, job_tables, start_worker
 ):
     worker = start_worker()
-    poison = enqueue("tests.kill_self", {"times": 10})
+    poison = enqueue("tests.kill_self", {"times": 10}, correlation_id="corr-poison-1")
     row = wait_terminal(engine, poison.job_id, timeout=60)
     assert row["state"] == "dead", worker.log()
     assert row["attempts"] == 4  # three executions, then the fourth claim declares it dead
     assert runs(engine, poison.job_id) == 3
     assert row["error_class"] == "AttemptsExhausted"
+    with engine.connect() as connection:
+        log = (
+            connection.execute(
+                text("SELECT * FROM error_logs WHERE correlation_id = 'corr-poison-1'")
+            )
+            .mappings()
+            .one()
+        )
+    assert log["error_code"] == "AttemptsExhausted"
+    assert log["metadata"] == {"jobId": poison.job_id, "kind": "tests.kill_self", "attempts": 3}
     healthy = enqueue("platform.noop", {})
     assert wait_terminal(engine, healthy.job_id)["state"] == "succeeded"
 
