@@ -9,13 +9,11 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from celery import Celery
-from kombu import Producer
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import Connection, select
 
@@ -117,7 +115,7 @@ def enqueue_many(
         existing = _existing_jobs(connection, holders)
         for row in rows:  # a conflict rolls the whole batch back
             if holders[row["id"]] != row["id"]:
-                _check_same_request(row, existing[holders[row["id"]]])
+                _check_same_request(row, holders[row["id"]], existing[holders[row["id"]]])
     created = [row for row in rows if holders[row["id"]] == row["id"]]
     failed = publish([(row["id"], row["kind"], row["queue"], cid) for row in created])
     if failed:
@@ -195,10 +193,12 @@ def _existing_jobs(
     return {job_id: (kind, payload) for job_id, kind, payload in found}
 
 
-def _check_same_request(row: dict[str, Any], existing: tuple[str, dict[str, Any]]) -> None:
+def _check_same_request(
+    row: dict[str, Any], holder_id: str, existing: tuple[str, dict[str, Any]]
+) -> None:
     kind, payload = existing
     if kind != row["kind"] or payload != row["payload"]:
-        raise IdempotencyConflictError(row["idempotency_key"], "existing")
+        raise IdempotencyConflictError(row["idempotency_key"], holder_id)
 
 
 def publish(messages: Sequence[tuple[str, str, str, str]], app: Celery | None = None) -> set[str]:
@@ -211,7 +211,7 @@ def publish(messages: Sequence[tuple[str, str, str, str]], app: Celery | None = 
         return set()
     app = app or celery_app
     try:
-        with _producer(app) as producer, producer.batch():
+        with app.producer_or_acquire() as producer, producer.batch():
             for job_id, kind, queue, cid in messages:
                 app.send_task(
                     kind,
@@ -229,9 +229,3 @@ def publish(messages: Sequence[tuple[str, str, str, str]], app: Celery | None = 
         )
         return {job_id for job_id, *_ in messages}
     return set()
-
-
-@contextmanager
-def _producer(app: Celery) -> Iterator[Producer]:
-    with app.producer_or_acquire() as producer:
-        yield producer

@@ -72,8 +72,9 @@ def test_the_same_idempotency_key_returns_the_same_job(engine, session_factory):
     first = enqueue("platform.noop", {}, idempotency_key="k-1")
     again = enqueue("platform.noop", {}, idempotency_key="k-1")
     assert again.job_id == first.job_id and not again.created
-    with pytest.raises(IdempotencyConflictError):
+    with pytest.raises(IdempotencyConflictError) as conflict:
         enqueue("platform.noop", {"sleep": 1}, idempotency_key="k-1")
+    assert conflict.value.job_id == first.job_id
     assert job_count(engine) == 1
 
 
