@@ -8,18 +8,12 @@ piled up behind the next one. See medianest_workers/platform/schedules.py.
 
 from __future__ import annotations
 
-import datetime as dt
-
 from medianest_workers.platform.schedules import Schedule
+from medianest_workers.system import schedules as system
 
+#: Each family declares its schedules beside its tasks (`<family>/schedules.py`); this is the
+#: one list of them all. The rescuer is not here: it runs inside beat itself, every
+#: RESCUE_INTERVAL_SECONDS (medianest_workers/platform/beat.py).
 SCHEDULES: list[Schedule] = [
-    # Publish jobs whose message was lost (or wiped with Redis) and re-queue jobs whose
-    # worker died mid-run; short so that nothing waits long for a lost message.
-    Schedule(
-        name="platform.rescue",
-        kind="platform.rescue",
-        every=dt.timedelta(seconds=30),
-        expires=dt.timedelta(seconds=25),
-        description="re-publish lost jobs, re-queue jobs whose worker died",
-    ),
+    *system.SCHEDULES,
 ]

@@ -36,7 +36,7 @@ API_KEY = f"bench-{RUN_ID}"
 @contextlib.contextmanager
 def servers() -> Iterator[tuple[str, str]]:
     """(PostgreSQL server URL, Redis URL): from the environment, else embedded."""
-    from medianest_workers.embedded import EmbeddedPostgres, EmbeddedValkey
+    from medianest_workers.runtime.embedded import EmbeddedPostgres, EmbeddedValkey
 
     with tempfile.TemporaryDirectory(prefix="mnw-bench-") as folder:
         started = []

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from medianest_workers.platform.correlation import CorrelationIdFilter
+from medianest_workers.correlation import CorrelationIdFilter
 
 FORMAT = "%(asctime)s %(levelname)s [%(processName)s] %(name)s cid=%(correlation_id)s %(message)s"
 

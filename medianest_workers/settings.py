@@ -15,11 +15,13 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from medianest_workers.errors import ConfigurationError
+
 MIN_ENCRYPTION_KEY_LENGTH = 32
 DEFAULT_DATA_DIR = Path.home() / ".local" / "share" / "medianest-workers"
 
 
-class SettingsError(Exception):
+class SettingsError(ConfigurationError):
     """A configuration value is missing or invalid; the message names the variable."""
 
 
@@ -78,8 +80,8 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(default=2, ge=1, le=64)
     worker_max_tasks_per_child: int = Field(default=1000, ge=1)
     worker_max_memory_per_child_kb: int = Field(default=512_000, ge=10_000)
-    #: Extra modules defining job kinds, imported by every process (comma-separated).
-    job_modules: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    #: The module whose JOB_MODULES list names every module that declares job kinds.
+    job_catalog: str = "medianest_workers.job_modules"
     shutdown_grace_seconds: float = Field(default=20.0, gt=0)
     #: The module whose SCHEDULES list holds every recurring job.
     beat_schedule_module: str = "beat_schedule"
@@ -116,7 +118,7 @@ class Settings(BaseSettings):
     def _redis_url(cls, value: str | None) -> str | None:
         return _check_url(value, ("redis", "rediss", "unix", "valkey", "valkeys"))
 
-    @field_validator("api_keys", "job_modules", mode="before")
+    @field_validator("api_keys", mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from medianest_workers.db import admin, migrate
 from medianest_workers.db.base import metadata
 from medianest_workers.db.session import reset_engine, sqlalchemy_url
-from medianest_workers.embedded import EmbeddedPostgres, EmbeddedValkey
+from medianest_workers.runtime.embedded import EmbeddedPostgres, EmbeddedValkey
 from medianest_workers.settings import reset_settings_cache
 
 RUN_ID = uuid.uuid4().hex[:10]

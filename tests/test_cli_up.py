@@ -26,8 +26,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from medianest_workers.cli import main
-from medianest_workers.roles import mask_url
+from medianest_workers.runtime.cli import main
+from medianest_workers.runtime.roles import mask_url
 from medianest_workers.settings import reset_settings_cache
 from tests.helpers import alive, free_port, wait_for
 
@@ -151,7 +151,7 @@ def run_up(tmp_path: Path) -> Iterator[Callable[..., Up]]:
     def start(arguments: list[str], env: dict[str, str]) -> Up:
         index = len(started)
         stdout, stderr = tmp_path / f"up{index}.out", tmp_path / f"up{index}.err"
-        command = [sys.executable, "-m", "medianest_workers.cli", "up", *arguments]
+        command = [sys.executable, "-m", "medianest_workers.runtime.cli", "up", *arguments]
         with stdout.open("wb") as out, stderr.open("wb") as err:
             # A process group of its own, like a shell's job: see Up.interrupt.
             process = subprocess.Popen(command, stdout=out, stderr=err, env=env, process_group=0)

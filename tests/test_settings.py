@@ -80,7 +80,7 @@ def test_key_and_key_file_together_are_refused(
 def test_the_cli_prints_one_line_without_traceback() -> None:
     env = {**os.environ, "ENCRYPTION_KEY": "secret-but-short"}
     result = subprocess.run(
-        [sys.executable, "-m", "medianest_workers.cli", "migrate"],
+        [sys.executable, "-m", "medianest_workers.runtime.cli", "migrate"],
         env=env,
         capture_output=True,
         text=True,

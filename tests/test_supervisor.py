@@ -20,12 +20,12 @@ from pathlib import Path
 
 import pytest
 
-from medianest_workers.supervisor import EXIT_FAILURE, ChildSpec, Supervisor
+from medianest_workers.runtime.supervisor import EXIT_FAILURE, ChildSpec, Supervisor
 from tests.helpers import alive, wait_for
 
 SUPERVISE = """
 import json, logging, sys
-from medianest_workers.supervisor import ChildSpec, Supervisor
+from medianest_workers.runtime.supervisor import ChildSpec, Supervisor
 
 logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(message)s")
 specs = [ChildSpec(name, argv) for name, argv in json.loads(sys.argv[1])]

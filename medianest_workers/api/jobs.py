@@ -31,11 +31,14 @@ from medianest_workers.api.schemas import (
     check_json_safe,
     check_text,
 )
-from medianest_workers.db.models.jobs import JobState
+from medianest_workers.db.job_states import JobState
 from medianest_workers.platform import queries
 from medianest_workers.platform.enqueue import Enqueued, JobRequest, enqueue, enqueue_many, validate
 from medianest_workers.platform.errors import (
     IdempotencyConflictError,
+    InvalidCursorError,
+    JobFinishedError,
+    JobNotFoundError,
     PayloadInvalidError,
     UnknownJobKindError,
 )
@@ -268,7 +271,7 @@ def list_jobs(
             limit=limit,
             cursor=cursor,
         )
-    except queries.InvalidCursorError as exc:
+    except InvalidCursorError as exc:
         raise ApiError(422, "invalid_cursor", str(exc), field="cursor") from None
     return JobList(jobs=[JobOut.of(view) for view in page.jobs], next_cursor=page.next_cursor)
 
@@ -286,9 +289,9 @@ def cancel_job(job_id: JobId, response: Response) -> JobOut:
     cancellation check (202, `cancel_requested: true`); finished → 409."""
     try:
         outcome = queries.cancel_job(job_id)
-    except queries.JobNotFoundError:
+    except JobNotFoundError:
         raise _not_found(job_id) from None
-    except queries.JobFinishedError as exc:
+    except JobFinishedError as exc:
         raise ApiError(409, "job_finished", str(exc)) from None
     response.status_code = 200 if outcome.immediate else 202
     return JobOut.of(outcome.job)

@@ -15,8 +15,8 @@ import json
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from medianest_workers import correlation
 from medianest_workers.api.errors import error_body
-from medianest_workers.platform import correlation
 
 CORRELATION_HEADER = "X-Correlation-Id"
 _STATE_KEY = "correlation_id"

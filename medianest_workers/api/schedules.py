@@ -21,6 +21,7 @@ from medianest_workers.api.schemas import (
 )
 from medianest_workers.db.session import session_scope
 from medianest_workers.platform import queries, schedule_runs
+from medianest_workers.platform.errors import UnknownScheduleError
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)], tags=["schedules"])
 
@@ -54,7 +55,7 @@ def run_schedule(name: ScheduleName, request: Request, response: Response) -> Jo
     """Enqueue the schedule's job now (a manual run, recorded with trigger `manual`)."""
     try:
         result = schedule_runs.run_now(name, correlation_id=correlation_id_of(request))
-    except KeyError:
+    except UnknownScheduleError:
         raise ApiError(404, "schedule_not_found", f"no schedule named {name!r}") from None
     view = queries.get_job(result.job_id)
     if view is None:

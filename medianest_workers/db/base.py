@@ -12,9 +12,7 @@ from sqlalchemy import MetaData, text
 from sqlalchemy.dialects.postgresql import TIMESTAMP
 from sqlalchemy.orm import DeclarativeBase
 
-from medianest_workers.timeutil import naive_utc, utcnow
-
-__all__ = ["CURRENT_TIMESTAMP", "Base", "Timestamp3", "metadata", "naive_utc", "new_id", "utcnow"]
+__all__ = ["CURRENT_TIMESTAMP", "Base", "Timestamp3", "metadata", "new_id"]
 
 NAMING_CONVENTION = {
     "pk": "%(table_name)s_pkey",

@@ -1,25 +1,24 @@
-"""The Celery app, configured once from the settings (RELIABILITY.md, "Settings that matter").
+"""The Celery app, configured once from the settings (see docs/architecture.md).
 
 At-least-once delivery (acks late, reject on worker lost, prefetch 1, one visibility timeout
 longer than any hard limit or retry delay), JSON only, results ignored (state lives in the
-ledger), events on for Flower, broker reconnects forever. Tasks are routed to their queue by
-job name through the registry.
+ledger), events on for Flower, broker reconnects forever. A message goes to its job kind's
+queue (enqueue names it). Light on purpose: Flower and the CLI import this module, which
+loads no job module, SQLAlchemy or model.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from celery import Celery, signals
+from celery import Celery
 from kombu import Queue as KombuQueue
 
-from medianest_workers.platform import logs  # noqa: F401  (connects Celery's logging signal)
+from medianest_workers.platform import celery_logging  # noqa: F401  (connects Celery's logging signal)
+from medianest_workers.platform.catalog import job_module_names
 from medianest_workers.platform.queues import Queue
 from medianest_workers.platform.schedules import celery_beat_schedule
 from medianest_workers.settings import Settings, get_settings
-
-#: Modules whose import registers the platform's own job kinds and the domains' ones.
-BUILTIN_JOB_MODULES = ("medianest_workers.platform.builtin",)
 
 
 def broker_transport_options(settings: Settings) -> dict[str, Any]:
@@ -62,7 +61,6 @@ def configure(app: Celery, settings: Settings) -> None:
         task_track_started=False,
         task_queues=[KombuQueue(queue.value, routing_key=queue.value) for queue in Queue],
         task_default_queue=Queue.MAINTENANCE.value,
-        task_routes=(_route_by_job_name,),
         task_publish_retry_policy={
             "max_retries": 2,
             "interval_start": 0.1,
@@ -73,7 +71,7 @@ def configure(app: Celery, settings: Settings) -> None:
         worker_redirect_stdouts=False,
         timezone="UTC",
         enable_utc=True,
-        imports=[*BUILTIN_JOB_MODULES, *settings.job_modules],
+        imports=job_module_names(),
     )
     configure_beat(app, settings)
 
@@ -93,15 +91,6 @@ def configure_beat(app: Celery, settings: Settings) -> None:
     )
 
 
-def _route_by_job_name(
-    name: str, args: Any, kwargs: Any, options: Any, task: Any = None, **_: Any
-) -> dict[str, str] | None:
-    from medianest_workers.platform.registry import find_spec  # noqa: PLC0415 - import cycle
-
-    spec = find_spec(name)
-    return None if spec is None else {"queue": spec.queue.value, "routing_key": spec.queue.value}
-
-
 app = Celery("medianest_workers", set_as_current=True)
 
 
@@ -109,26 +98,3 @@ app = Celery("medianest_workers", set_as_current=True)
 def _configure_from_settings(sender: Celery, **_: Any) -> None:
     """Configuration is read on first use, not at import (the settings may not be ready)."""
     configure(sender, get_settings())
-
-
-class ConfigurationError(RuntimeError):
-    """The job kinds' bounds do not fit the broker settings: the worker refuses to start."""
-
-
-@signals.worker_init.connect
-def _check_bounds(**_: Any) -> None:
-    """Every hard time limit and retry delay must end within the visibility timeout."""
-    from medianest_workers.platform.jobs import check_time_bounds  # noqa: PLC0415
-    from medianest_workers.platform.registry import all_specs  # noqa: PLC0415
-
-    problems = check_time_bounds(get_settings().visibility_timeout_seconds, all_specs())
-    if problems:
-        raise ConfigurationError("; ".join(problems))
-
-
-@signals.worker_process_init.connect
-def _fresh_engine_in_child(**_: Any) -> None:
-    """Never share a pool across a fork (session.py also does this through register_at_fork)."""
-    from medianest_workers.db.session import dispose_engine_after_fork  # noqa: PLC0415
-
-    dispose_engine_after_fork()

@@ -17,10 +17,10 @@ from celery import Celery
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import Connection, select
 
-from medianest_workers.db.base import utcnow
+from medianest_workers import correlation
 from medianest_workers.db.models.jobs import Job
 from medianest_workers.db.session import get_engine
-from medianest_workers.platform import correlation, ledger
+from medianest_workers.platform import ledger
 from medianest_workers.platform.celery_app import app as celery_app
 from medianest_workers.platform.errors import (
     IdempotencyConflictError,
@@ -28,6 +28,7 @@ from medianest_workers.platform.errors import (
     UnknownJobKindError,
 )
 from medianest_workers.platform.registry import JobSpec, find_spec
+from medianest_workers.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 

@@ -1,9 +1,21 @@
-"""The platform's exceptions: what callers of enqueue() and job functions raise and catch."""
+"""The platform's exceptions: what callers of enqueue() and job functions raise and catch.
+
+Two branches under the package's root (`medianest_workers.errors`): `PlatformError`, what the
+machinery refuses (unknown kind, bad payload, key conflict, no such job or schedule), and
+`JobError`, what a job function raises on purpose to steer its retries.
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 
-class PlatformError(Exception):
+from medianest_workers.errors import ConfigurationError, MedianestWorkersError
+
+if TYPE_CHECKING:
+    from medianest_workers.platform.queries import JobView
+
+
+class PlatformError(MedianestWorkersError):
     """Base of every error raised by the job platform."""
 
 
@@ -34,7 +46,48 @@ class IdempotencyConflictError(PlatformError):
         self.job_id = job_id
 
 
-class JobError(Exception):
+class IdempotencyContentionError(PlatformError):
+    """Idempotency keys kept changing hands while the jobs were inserted: try again."""
+
+
+class JobNotFoundError(PlatformError):
+    """No job has this id."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"no job with id {job_id!r}")
+        self.job_id = job_id
+
+
+class JobFinishedError(PlatformError):
+    """The job already reached a terminal state: there is nothing left to cancel."""
+
+    def __init__(self, job: JobView) -> None:
+        super().__init__(
+            f"job {job.id} is already {job.state}; only queued or running jobs can be cancelled"
+        )
+        self.job = job
+
+
+class InvalidCursorError(PlatformError, ValueError):
+    """The pagination cursor was not made by `list_jobs` (or was altered)."""
+
+    def __init__(self) -> None:
+        super().__init__("cursor is not one this API returned (pass next_cursor unchanged)")
+
+
+class UnknownScheduleError(PlatformError):
+    """No schedule of beat_schedule.py has this name."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no schedule named {name!r} in beat_schedule.py")
+        self.name = name
+
+
+class TimeBoundsError(PlatformError, ConfigurationError):
+    """Job kinds' bounds do not fit the broker settings: the worker refuses to start."""
+
+
+class JobError(MedianestWorkersError):
     """Base of errors a job function raises on purpose."""
 
 

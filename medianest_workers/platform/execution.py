@@ -16,8 +16,9 @@ from celery import Task
 from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
 
-from medianest_workers.db.models.jobs import JobState
-from medianest_workers.platform import correlation, ledger
+from medianest_workers import correlation
+from medianest_workers.db.job_states import JobState
+from medianest_workers.platform import ledger
 from medianest_workers.platform.context import JobContext
 from medianest_workers.platform.error_log import record_dead_job, record_job_error
 from medianest_workers.platform.errors import JobCancelledError, PermanentError

@@ -20,6 +20,7 @@ from typing import Any
 from celery import Task
 from pydantic import BaseModel
 
+from medianest_workers.platform import worker_hooks  # noqa: F401  (connects worker signals)
 from medianest_workers.platform.celery_app import app
 from medianest_workers.platform.execution import execute
 from medianest_workers.platform.queues import Queue
@@ -81,16 +82,3 @@ def job(
         return func
 
     return decorate
-
-
-def check_time_bounds(visibility_timeout: float, specs: list[JobSpec]) -> list[str]:
-    """Every hard limit and retry delay must end within the visibility timeout."""
-    problems = []
-    for spec in specs:
-        longest = max(spec.time_limit, spec.retry.backoff_max_seconds)
-        if longest >= visibility_timeout:
-            problems.append(
-                f"{spec.kind}: time limit or retry delay {longest:.0f} s is not below"
-                f" VISIBILITY_TIMEOUT_SECONDS={visibility_timeout:.0f}"
-            )
-    return problems

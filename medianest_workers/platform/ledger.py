@@ -15,13 +15,10 @@ from typing import Any
 from sqlalchemy import Connection, Row, bindparam, select, text, update
 from sqlalchemy.dialects.postgresql import JSONB, insert
 
-from medianest_workers.db.models.jobs import (
-    KEY_HOLDING_PREDICATE,
-    KEY_HOLDING_STATES,
-    Job,
-    JobState,
-)
+from medianest_workers.db.job_states import KEY_HOLDING_STATES, JobState
+from medianest_workers.db.models.jobs import KEY_HOLDING_PREDICATE, Job
 from medianest_workers.db.session import get_engine
+from medianest_workers.platform.errors import IdempotencyContentionError
 
 NOW_UTC = "timezone('UTC', now())"
 #: insert_jobs retries rows whose key holder vanished at most this many times.
@@ -89,7 +86,7 @@ def insert_jobs(connection: Connection, rows: Sequence[dict[str, Any]]) -> dict[
         for key, job_id in holders:
             mapping[missing.pop(key)["id"]] = job_id
         pending = list(missing.values())
-    raise RuntimeError("idempotency keys kept changing hands; try again")
+    raise IdempotencyContentionError("idempotency keys kept changing hands; try again")
 
 
 def mark_unpublished(job_ids: Iterable[str]) -> None:

@@ -23,7 +23,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine, text
 
-from medianest_workers.db.models.jobs import JobState
+from medianest_workers.db.job_states import JobState
 from medianest_workers.db.session import get_engine
 from medianest_workers.platform.ledger import NOW_UTC
 from medianest_workers.platform.queues import Queue

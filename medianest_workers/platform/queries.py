@@ -17,41 +17,21 @@ from typing import Any
 
 from sqlalchemy import Connection, case, func, select, tuple_, update
 
-from medianest_workers.db.base import naive_utc
-from medianest_workers.db.models.jobs import TERMINAL_STATES, Job, JobState
+from medianest_workers.db.job_states import TERMINAL_STATES, JobState
+from medianest_workers.db.models.jobs import Job
 from medianest_workers.db.session import get_engine
-from medianest_workers.platform.errors import PlatformError
+from medianest_workers.platform.errors import (
+    InvalidCursorError,
+    JobFinishedError,
+    JobNotFoundError,
+)
+from medianest_workers.timeutil import naive_utc
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 MAX_CURSOR_LENGTH = 256
 CANCELLED_WHILE_QUEUED = "cancelled before it started"
 LIVE_STATES = (JobState.QUEUED, JobState.RUNNING)
-
-
-class JobNotFoundError(PlatformError):
-    """No job has this id."""
-
-    def __init__(self, job_id: str) -> None:
-        super().__init__(f"no job with id {job_id!r}")
-        self.job_id = job_id
-
-
-class JobFinishedError(PlatformError):
-    """The job already reached a terminal state: there is nothing left to cancel."""
-
-    def __init__(self, job: JobView) -> None:
-        super().__init__(
-            f"job {job.id} is already {job.state}; only queued or running jobs can be cancelled"
-        )
-        self.job = job
-
-
-class InvalidCursorError(PlatformError, ValueError):
-    """The pagination cursor was not made by `list_jobs` (or was altered)."""
-
-    def __init__(self) -> None:
-        super().__init__("cursor is not one this API returned (pass next_cursor unchanged)")
 
 
 @dataclass(frozen=True, kw_only=True)

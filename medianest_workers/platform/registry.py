@@ -12,6 +12,7 @@ from billiard.exceptions import SoftTimeLimitExceeded
 from pydantic import BaseModel
 from sqlalchemy.exc import OperationalError
 
+from medianest_workers.platform.catalog import job_module_names
 from medianest_workers.platform.errors import RetryableError
 from medianest_workers.platform.queues import Queue
 
@@ -99,9 +100,19 @@ def all_specs() -> list[JobSpec]:
 
 
 def load_job_modules() -> None:
-    """Import every module that defines job kinds (the builtins and JOB_MODULES); idempotent."""
-    from medianest_workers.platform.celery_app import BUILTIN_JOB_MODULES  # noqa: PLC0415
-    from medianest_workers.settings import get_settings  # noqa: PLC0415
-
-    for module in (*BUILTIN_JOB_MODULES, *get_settings().job_modules):
+    """Import every module of the job catalog (job_modules.py); idempotent."""
+    for module in job_module_names():
         importlib.import_module(module)
+
+
+def check_time_bounds(visibility_timeout: float, specs: list[JobSpec]) -> list[str]:
+    """Every hard limit and retry delay must end within the visibility timeout."""
+    problems = []
+    for spec in specs:
+        longest = max(spec.time_limit, spec.retry.backoff_max_seconds)
+        if longest >= visibility_timeout:
+            problems.append(
+                f"{spec.kind}: time limit or retry delay {longest:.0f} s is not below"
+                f" VISIBILITY_TIMEOUT_SECONDS={visibility_timeout:.0f}"
+            )
+    return problems

@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from medianest_workers import correlation
 from medianest_workers.db.models.jobs import Job
-from medianest_workers.platform import correlation
 from medianest_workers.platform.enqueue import Enqueued, enqueue
+from medianest_workers.platform.errors import UnknownScheduleError
 from medianest_workers.platform.schedules import Schedule, load_schedules
 from medianest_workers.timeutil import naive_utc, utcnow
 
@@ -30,8 +31,10 @@ def enqueue_slot(entry: Schedule, due: dt.datetime) -> Enqueued:
 
 
 def run_now(name: str, *, correlation_id: str | None = None) -> Enqueued:
-    """Enqueue schedule `name` now (a manual run); KeyError for an unknown name."""
-    entry = load_schedules()[name]
+    """Enqueue schedule `name` now (a manual run); UnknownScheduleError for an unknown name."""
+    entry = load_schedules().get(name)
+    if entry is None:
+        raise UnknownScheduleError(name)
     return enqueue(
         entry.kind,
         entry.payload,

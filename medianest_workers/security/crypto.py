@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from medianest_workers.errors import MedianestWorkersError
 from medianest_workers.settings import MIN_ENCRYPTION_KEY_LENGTH, get_settings
 
 SCRYPT_N = 16384
@@ -50,7 +51,7 @@ _CURRENT_FORMAT = re.compile(
 )
 
 
-class CryptoError(Exception):
+class CryptoError(MedianestWorkersError):
     """Base of every error of this module; the message never holds secret or data."""
 
 

@@ -28,7 +28,7 @@ from typing import Any
 from sqlalchemy import Column, Table, select, update
 from sqlalchemy.orm import Session
 
-from medianest_workers.db.base import metadata, utcnow
+from medianest_workers.db.base import metadata
 from medianest_workers.db.models import ServiceConfig, User
 from medianest_workers.security.crypto import (
     CryptoError,
@@ -37,6 +37,7 @@ from medianest_workers.security.crypto import (
     encrypt_with,
 )
 from medianest_workers.settings import get_settings
+from medianest_workers.timeutil import utcnow
 
 logger = logging.getLogger(__name__)
 

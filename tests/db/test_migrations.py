@@ -209,7 +209,7 @@ def test_invalid_concurrent_index_is_rebuilt(scratch_database: str) -> None:
 def start_migrate(database_url: str) -> subprocess.Popen[bytes]:
     """`medianest-workers migrate` in its own process, as a deploy runs it."""
     return subprocess.Popen(
-        [sys.executable, "-m", "medianest_workers.cli", "migrate"],
+        [sys.executable, "-m", "medianest_workers.runtime.cli", "migrate"],
         env={**os.environ, "DATABASE_URL": database_url},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

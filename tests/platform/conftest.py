@@ -14,7 +14,7 @@ import pytest
 import redis
 from sqlalchemy import Engine, text
 
-from medianest_workers.db.models.jobs import TERMINAL_STATES
+from medianest_workers.db.job_states import TERMINAL_STATES
 from tests.helpers import wait_for
 from tests.platform import sample_jobs
 
@@ -22,7 +22,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 #: Fast heartbeats so that lost workers are noticed within seconds in tests.
 WORKER_ENV = {
-    "JOB_MODULES": "tests.platform.sample_jobs",
+    "JOB_CATALOG": "tests.platform.sample_catalog",
     "HEARTBEAT_INTERVAL_SECONDS": "0.5",
     "HEARTBEAT_STALE_SECONDS": "3",
 }

@@ -1,4 +1,4 @@
-"""Job kinds that exist only in tests (loaded by workers through JOB_MODULES).
+"""Job kinds that exist only in tests (in the JOB_CATALOG tests.platform.sample_catalog).
 
 Each execution is recorded in `test_job_runs` (job id, attempt, pid) and each effect is an
 upsert into `test_job_effects` keyed by job id, so tests can count executions and effects.

@@ -24,11 +24,11 @@ from sqlalchemy import Engine, create_engine, text
 
 from medianest_workers.api import auth, health
 from medianest_workers.api.app import create_app
-from medianest_workers.embedded import EmbeddedValkey
 from medianest_workers.platform import celery_app as celery_app_module
 from medianest_workers.platform import enqueue as enqueue_module
 from medianest_workers.platform import queries
 from medianest_workers.platform.rescuer import rescue
+from medianest_workers.runtime.embedded import EmbeddedValkey
 from medianest_workers.settings import load_settings, reset_settings_cache
 from tests.helpers import free_port, wait_for
 from tests.platform.conftest import REPO_ROOT, job_row, runs, wait_terminal

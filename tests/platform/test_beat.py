@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 import beat_schedule
+from medianest_workers.platform.errors import UnknownScheduleError
 from medianest_workers.platform.schedule_runs import enqueue_slot, run_now, schedule_statuses
 from medianest_workers.platform.schedules import Schedule, load_schedules
 from medianest_workers.settings import reset_settings_cache
@@ -144,5 +145,5 @@ def test_manual_run_and_statuses(engine, session_factory, sample_schedule) -> No
     assert status.last_job_id == job.job_id
     assert status.last_state == "queued"
     assert status.schedule == "every 2 s"
-    with pytest.raises(KeyError):
+    with pytest.raises(UnknownScheduleError):
         run_now("no.such.schedule")

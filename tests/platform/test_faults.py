@@ -14,7 +14,7 @@ from sqlalchemy.pool import NullPool
 
 from medianest_workers.db import migrate
 from medianest_workers.db.session import sqlalchemy_url
-from medianest_workers.embedded import EmbeddedValkey
+from medianest_workers.runtime.embedded import EmbeddedValkey
 from tests.helpers import wait_for
 from tests.platform.conftest import REPO_ROOT, effects, runs
 
@@ -37,7 +37,7 @@ def run_python(code: str, redis_url: str, *args: str) -> str:
         **os.environ,
         "REDIS_URL": redis_url,
         "PYTHONPATH": str(REPO_ROOT),
-        "JOB_MODULES": "tests.platform.sample_jobs",
+        "JOB_CATALOG": "tests.platform.sample_catalog",
     }
     result = subprocess.run(
         [sys.executable, "-c", code, *args],

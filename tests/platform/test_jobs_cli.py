@@ -9,7 +9,7 @@ import uuid
 import pytest
 from sqlalchemy import Engine
 
-from medianest_workers.jobs_cli import add_job_commands
+from medianest_workers.runtime.jobs_cli import add_job_commands
 from tests.platform.conftest import job_row
 
 

@@ -10,9 +10,11 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, insert
 
-from medianest_workers.db.models.jobs import Job, JobState
+from medianest_workers.db.job_states import JobState
+from medianest_workers.db.models.jobs import Job
 from medianest_workers.platform import ledger, queries
 from medianest_workers.platform.enqueue import enqueue
+from medianest_workers.platform.errors import InvalidCursorError, JobFinishedError, JobNotFoundError
 from tests.platform.conftest import job_row
 
 BASE = dt.datetime(2025, 3, 1, 12, 0, 0)
@@ -117,7 +119,7 @@ def test_a_full_last_page_has_no_next_cursor(engine, session_factory) -> None:
     ],
 )
 def test_a_cursor_not_made_by_list_jobs_is_refused(cursor: str) -> None:
-    with pytest.raises(queries.InvalidCursorError):
+    with pytest.raises(InvalidCursorError):
         queries.list_jobs(cursor=cursor)
 
 
@@ -168,14 +170,14 @@ def test_cancel_a_running_job_only_asks_it_to_stop(engine, session_factory) -> N
 @pytest.mark.parametrize("state", ["succeeded", "failed", "dead", "cancelled"])
 def test_cancel_a_finished_job_is_refused_with_its_state(engine, session_factory, state) -> None:
     job_id = insert_job(engine, state=state, finished_at=BASE)
-    with pytest.raises(queries.JobFinishedError, match=f"already {state}") as caught:
+    with pytest.raises(JobFinishedError, match=f"already {state}") as caught:
         queries.cancel_job(job_id)
     assert caught.value.job.state == state
     assert job_row(engine, job_id)["cancel_requested"] is False
 
 
 def test_cancel_an_unknown_job_is_refused(engine, session_factory) -> None:
-    with pytest.raises(queries.JobNotFoundError):
+    with pytest.raises(JobNotFoundError):
         queries.cancel_job(str(uuid.uuid4()))
 
 
@@ -184,6 +186,6 @@ def test_text_postgresql_cannot_hold_matches_no_job(engine, session_factory, job
     insert_job(engine)
     assert queries.get_job(job_id) is None
     assert queries.get_jobs([job_id, job_id]) == {}
-    with pytest.raises(queries.JobNotFoundError):
+    with pytest.raises(JobNotFoundError):
         queries.cancel_job(job_id)
     assert queries.list_jobs(kind=job_id).jobs == []

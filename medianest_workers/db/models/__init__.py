@@ -1,6 +1,6 @@
 """Mapped classes: the MediaNest backend's tables and the platform's own."""
 
-from medianest_workers.db.models.jobs import Job, JobState
+from medianest_workers.db.models.jobs import Job
 from medianest_workers.db.models.medianest import (
     Account,
     ErrorLog,
@@ -19,7 +19,6 @@ __all__ = [
     "Account",
     "ErrorLog",
     "Job",
-    "JobState",
     "MediaRequest",
     "RateLimit",
     "ServiceConfig",

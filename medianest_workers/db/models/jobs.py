@@ -15,11 +15,9 @@ from sqlalchemy import CheckConstraint, Index, Integer, Text, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from medianest_workers.db.base import CURRENT_TIMESTAMP, Base, Timestamp3, utcnow
-from medianest_workers.platform.states import KEY_HOLDING_STATES, TERMINAL_STATES, JobState
-
-__all__ = ["KEY_HOLDING_STATES", "TERMINAL_STATES", "Job", "JobState"]
-
+from medianest_workers.db.base import CURRENT_TIMESTAMP, Base, Timestamp3
+from medianest_workers.db.job_states import KEY_HOLDING_STATES, JobState
+from medianest_workers.timeutil import utcnow
 
 _STATE_LIST = ", ".join(f"'{state.value}'" for state in JobState)
 _KEY_HOLDING_LIST = ", ".join(f"'{state.value}'" for state in KEY_HOLDING_STATES)

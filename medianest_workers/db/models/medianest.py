@@ -17,7 +17,8 @@ from sqlalchemy import Boolean, ForeignKey, Index, Integer, Numeric, Text, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from medianest_workers.db.base import CURRENT_TIMESTAMP, Base, Timestamp3, new_id, utcnow
+from medianest_workers.db.base import CURRENT_TIMESTAMP, Base, Timestamp3, new_id
+from medianest_workers.timeutil import utcnow
 
 USERS_ID = "users.id"
 

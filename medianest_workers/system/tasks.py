@@ -1,8 +1,11 @@
-"""The platform's own job kinds: a no-op for smoke tests and benchmarks, and the rescuer."""
+"""The platform's own job kinds: a no-op for smoke tests and benchmarks, and a manual rescue.
+
+Beat runs the rescuer itself every RESCUE_INTERVAL_SECONDS (platform/beat.py); the
+`platform.rescue` kind is there to run a round on demand (`POST /v1/jobs`, `enqueue`).
+"""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -11,8 +14,7 @@ from medianest_workers.platform.context import JobContext
 from medianest_workers.platform.jobs import job
 from medianest_workers.platform.queues import Queue
 from medianest_workers.platform.registry import EmptyPayload, RetryPolicy
-from medianest_workers.platform.rescuer import rescue
-from medianest_workers.settings import get_settings
+from medianest_workers.system import service
 
 
 class NoopPayload(BaseModel):
@@ -26,8 +28,7 @@ class NoopPayload(BaseModel):
 )
 def noop(ctx: JobContext, payload: NoopPayload) -> None:
     """Do nothing (optionally sleep): smoke tests and benchmarks."""
-    if payload.sleep:
-        time.sleep(payload.sleep)
+    service.idle(payload.sleep)
 
 
 @job(
@@ -40,10 +41,4 @@ def noop(ctx: JobContext, payload: NoopPayload) -> None:
 )
 def rescue_jobs(ctx: JobContext, payload: EmptyPayload) -> dict[str, Any]:
     """Publish jobs whose message was lost and re-queue jobs whose worker died."""
-    settings = get_settings()
-    report = rescue(
-        queued_after=settings.rescue_queued_after_seconds,
-        stale_after=settings.heartbeat_stale_seconds,
-        batch_size=settings.rescue_batch_size,
-    )
-    return report.as_dict()
+    return service.rescue_now()

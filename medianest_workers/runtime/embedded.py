@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from medianest_workers.errors import ConfigurationError
 
-class EmbeddedUnavailableError(RuntimeError):
+
+class EmbeddedUnavailableError(ConfigurationError):
     """The `embedded` extra is not installed."""
 
 

@@ -14,7 +14,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
-from medianest_workers.platform.states import JobState
+from medianest_workers.db.job_states import JobState
 
 if TYPE_CHECKING:  # the handlers import the platform when they run: `--help` and `up` stay light
     from medianest_workers.platform import queries
@@ -135,13 +135,13 @@ def run_enqueue(args: argparse.Namespace) -> int:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from medianest_workers.platform import queries  # noqa: PLC0415 - see the imports
+    from medianest_workers.platform import errors, queries  # noqa: PLC0415 - see the imports
 
     try:
         page = queries.list_jobs(
             kind=args.kind, states=args.state or (), limit=args.limit, cursor=args.cursor
         )
-    except queries.InvalidCursorError as exc:
+    except errors.InvalidCursorError as exc:
         return _refuse(str(exc))
     if args.json:
         _print_json({"jobs": [job.as_json() for job in page.jobs], "next_cursor": page.next_cursor})
@@ -163,11 +163,11 @@ def run_show(args: argparse.Namespace) -> int:
 
 
 def run_cancel(args: argparse.Namespace) -> int:
-    from medianest_workers.platform import queries  # noqa: PLC0415 - see the imports
+    from medianest_workers.platform import errors, queries  # noqa: PLC0415 - see the imports
 
     try:
         outcome = queries.cancel_job(args.job_id)
-    except (queries.JobNotFoundError, queries.JobFinishedError) as exc:
+    except (errors.JobNotFoundError, errors.JobFinishedError) as exc:
         return _refuse(str(exc))
     _print_json(
         {

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 from medianest_workers.platform.queues import Queue
+from medianest_workers.runtime.supervisor import STOP_SIGNALS, ChildSpec, Supervisor
 from medianest_workers.settings import SettingsError, get_settings, reset_settings_cache
-from medianest_workers.supervisor import STOP_SIGNALS, ChildSpec, Supervisor
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -252,7 +252,7 @@ def _supervise(
 
 
 def _role_spec(role: str, arguments: list[str], env: Mapping[str, str]) -> ChildSpec:
-    argv = [sys.executable, "-m", "medianest_workers.cli", role, *arguments]
+    argv = [sys.executable, "-m", "medianest_workers.runtime.cli", role, *arguments]
     return ChildSpec(name=role, argv=argv, env=env)
 
 
@@ -261,7 +261,7 @@ def _database(servers: contextlib.ExitStack) -> tuple[str, ...]:
     settings = get_settings()
     if settings.database_url is not None:
         return (mask_url(settings.database_url),)
-    from medianest_workers.embedded import EmbeddedPostgres  # noqa: PLC0415
+    from medianest_workers.runtime.embedded import EmbeddedPostgres  # noqa: PLC0415
 
     pgdata = settings.data_dir / "postgres"
     server = EmbeddedPostgres(pgdata, keep=True)
@@ -277,7 +277,7 @@ def _redis(servers: contextlib.ExitStack) -> tuple[str, ...]:
     settings = get_settings()
     if settings.redis_url is not None:
         return (mask_url(settings.redis_url),)
-    from medianest_workers.embedded import EmbeddedValkey  # noqa: PLC0415
+    from medianest_workers.runtime.embedded import EmbeddedValkey  # noqa: PLC0415
 
     data_dir = settings.data_dir / "valkey"
     server = EmbeddedValkey(data_dir, persist=True)
@@ -291,7 +291,7 @@ def _redis(servers: contextlib.ExitStack) -> tuple[str, ...]:
 @contextlib.contextmanager
 def _embedded(variable: str) -> Iterator[None]:
     """A missing `embedded` extra becomes a one-line configuration error naming `variable`."""
-    from medianest_workers.embedded import EmbeddedUnavailableError  # noqa: PLC0415
+    from medianest_workers.runtime.embedded import EmbeddedUnavailableError  # noqa: PLC0415
 
     try:
         yield
@@ -336,7 +336,7 @@ def _export(name: str, value: str) -> None:
 
 def _migrate() -> int:
     """`medianest-workers migrate` in a child process, so that `up` itself stays small."""
-    command = [sys.executable, "-m", "medianest_workers.cli", "migrate"]
+    command = [sys.executable, "-m", "medianest_workers.runtime.cli", "migrate"]
     return subprocess.run(command, check=False).returncode  # noqa: S603 - our own argv
 
 

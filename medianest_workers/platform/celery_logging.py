@@ -10,8 +10,8 @@ from typing import Any
 
 from celery import signals
 
+from medianest_workers import correlation
 from medianest_workers.logs import configure_logging
-from medianest_workers.platform import correlation
 
 
 @signals.setup_logging.connect

@@ -10,9 +10,9 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from medianest_workers.jobs_cli import add_job_commands
 from medianest_workers.logs import configure_logging
-from medianest_workers.roles import (
+from medianest_workers.runtime.jobs_cli import add_job_commands
+from medianest_workers.runtime.roles import (
     POOLS,
     QUEUES,
     ROLES,

@@ -1,0 +1,30 @@
+"""What a worker does around its jobs: refuse bounds that cannot hold, a fresh engine per child.
+
+Connected by importing `platform.jobs` (every job module does), so only processes that run
+jobs carry them; Celery imports the job modules before it sends `worker_init`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import signals
+
+from medianest_workers.db.session import dispose_engine_after_fork
+from medianest_workers.platform.errors import TimeBoundsError
+from medianest_workers.platform.registry import all_specs, check_time_bounds
+from medianest_workers.settings import get_settings
+
+
+@signals.worker_init.connect
+def _check_bounds(**_: Any) -> None:
+    """Every hard time limit and retry delay must end within the visibility timeout."""
+    problems = check_time_bounds(get_settings().visibility_timeout_seconds, all_specs())
+    if problems:
+        raise TimeBoundsError("; ".join(problems))
+
+
+@signals.worker_process_init.connect
+def _fresh_engine_in_child(**_: Any) -> None:
+    """Never share a pool across a fork (session.py also does this through register_at_fork)."""
+    dispose_engine_after_fork()

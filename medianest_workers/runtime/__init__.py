@@ -1,0 +1,1 @@
+"""Process roles: the command line, `up` and its supervisor, the embedded servers."""

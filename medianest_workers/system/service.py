@@ -1,0 +1,27 @@
+"""What the platform's own jobs do, as plain functions."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from medianest_workers.platform.rescuer import rescue
+from medianest_workers.settings import get_settings
+
+
+def idle(seconds: float) -> None:
+    """Do nothing for `seconds` (smoke tests and benchmarks)."""
+    if seconds:
+        time.sleep(seconds)
+
+
+def rescue_now() -> dict[str, int]:
+    """One round of the rescuer with the configured bounds; its counts."""
+    settings = get_settings()
+    report = rescue(
+        queued_after=settings.rescue_queued_after_seconds,
+        stale_after=settings.heartbeat_stale_seconds,
+        batch_size=settings.rescue_batch_size,
+    )
+    counts: dict[str, Any] = report.as_dict()
+    return counts
