@@ -1,4 +1,4 @@
-"""Read a live database's schema in the shape of contracts/medianest-schema.json."""
+"""Read a live database's schema in the shape of tests/contracts/medianest-schema.json."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
-CONTRACTS = Path(__file__).resolve().parents[3] / "shared" / "contracts"
+#: The backend's contracts, copied into the repository (tests/contracts/README.md).
+CONTRACTS = Path(__file__).resolve().parent.parent / "contracts"
 
 Snapshot = dict[str, dict[str, dict[str, Any]]]
 
