@@ -8,8 +8,7 @@ from pathlib import Path
 from kombu import Connection, Exchange, Producer
 
 from medianest_workers.platform.enqueue import enqueue
-from medianest_workers.platform.jobs import check_time_bounds
-from medianest_workers.platform.registry import JobSpec, RetryPolicy, all_specs
+from medianest_workers.platform.registry import JobSpec, RetryPolicy, all_specs, check_time_bounds
 from medianest_workers.settings import get_settings
 from tests.helpers import wait_for
 from tests.platform.conftest import wait_terminal
