@@ -32,7 +32,7 @@ from medianest_workers.api.schemas import (
     check_text,
 )
 from medianest_workers.db.job_states import JobState
-from medianest_workers.platform import queries
+from medianest_workers.platform import ledger, queries
 from medianest_workers.platform.enqueue import Enqueued, JobRequest, enqueue, enqueue_many, validate
 from medianest_workers.platform.errors import (
     IdempotencyConflictError,
@@ -288,7 +288,7 @@ def cancel_job(job_id: JobId, response: Response) -> JobOut:
     """Cancel a job: queued → cancelled at once (200); running → asked to stop at its next
     cancellation check (202, `cancel_requested: true`); finished → 409."""
     try:
-        outcome = queries.cancel_job(job_id)
+        outcome = ledger.cancel(job_id)
     except JobNotFoundError:
         raise _not_found(job_id) from None
     except JobFinishedError as exc:

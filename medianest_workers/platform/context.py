@@ -29,6 +29,11 @@ class JobContext:
     def cancel_requested(self) -> bool:
         return self._cancel.is_set()
 
+    def sleep(self, seconds: float) -> None:
+        """Wait `seconds`, or raise JobCancelledError as soon as the job is cancelled."""
+        if self._cancel.wait(seconds):
+            self.check_cancelled()
+
     def check_cancelled(self) -> None:
         """Raise JobCancelledError if someone asked to cancel this job; call it between steps."""
         if self._cancel.is_set():

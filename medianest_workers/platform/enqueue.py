@@ -6,7 +6,6 @@ The row is the promise: once enqueue() returns, the job will run even if the pub
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import uuid
 from collections.abc import Sequence
@@ -28,7 +27,6 @@ from medianest_workers.platform.errors import (
     UnknownJobKindError,
 )
 from medianest_workers.platform.registry import JobSpec, find_spec
-from medianest_workers.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +110,8 @@ def enqueue_many(
     cid = correlation_id or correlation.current() or correlation.new_correlation_id()
     rows, specs = _rows(requests, enqueued_by=enqueued_by, correlation_id=cid)
     with get_engine().begin() as connection:
-        holders = ledger.insert_jobs(connection, rows)
+        inserted = ledger.insert_jobs(connection, rows)
+        holders = inserted.holders
         existing = _existing_jobs(connection, holders)
         for row in rows:  # a conflict rolls the whole batch back
             if holders[row["id"]] != row["id"]:
@@ -128,7 +127,7 @@ def enqueue_many(
             queue=spec.queue.value,
             created=holders[row["id"]] == row["id"],
             published=row["id"] not in failed,
-            row=_as_stored(row, unpublished=row["id"] in failed)
+            row=_as_stored(row, inserted.times[row["id"]], unpublished=row["id"] in failed)
             if holders[row["id"]] == row["id"]
             else None,
         )
@@ -141,7 +140,6 @@ def _rows(
 ) -> tuple[list[dict[str, Any]], list[JobSpec]]:
     rows, specs = [], []
     keys: set[str] = set()
-    now = utcnow()
     for request in requests:
         spec, payload = validate(request.kind, request.payload)
         if request.idempotency_key is not None:
@@ -165,20 +163,19 @@ def _rows(
                 "schedule_name": request.schedule_name,
                 "trigger": request.trigger,
                 "cancel_requested": False,
-                "enqueued_at": now,
-                "published_at": now,  # set to NULL again if the publish fails
-                "expires_at": None
-                if request.expires_in is None
-                else now + dt.timedelta(seconds=request.expires_in),
+                "expires_in": request.expires_in,  # the ledger stamps the times itself
             }
         )
     return rows, specs
 
 
-def _as_stored(row: dict[str, Any], *, unpublished: bool) -> dict[str, Any]:
+def _as_stored(
+    row: dict[str, Any], times: dict[str, Any], *, unpublished: bool
+) -> dict[str, Any]:
     """The row with the columns the insert left to their defaults, as the ledger holds it."""
     stored = {column: None for column in Job.__table__.columns.keys()}  # noqa: SIM118
-    stored.update(row)
+    stored.update({name: value for name, value in row.items() if name in stored})
+    stored.update(times)
     if unpublished:
         stored["published_at"] = None
     return stored

@@ -3,7 +3,9 @@
 The task body is glue around this: `execute(task, spec)`. A message for a job that is
 finished (a duplicate delivery) or unknown is acknowledged and does nothing; one for a job
 another live worker still runs is looked at again later; one whose attempts are used up
-marks the job dead. A retryable error puts the row back to `queued` and re-publishes the
+marks the job dead (the ledger writes its error_logs row in the same transaction). A message
+for a job cancelled or expired before it started is reported to Flower as revoked, not as a
+success. A retryable error puts the row back to `queued` and re-publishes the
 message with backoff; any other error, or the last attempt's, ends the job `failed`.
 """
 
@@ -13,6 +15,7 @@ import logging
 from typing import Any
 
 from celery import Task
+from celery.exceptions import Ignore
 from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
 
@@ -20,7 +23,6 @@ from medianest_workers import correlation
 from medianest_workers.db.job_states import JobState
 from medianest_workers.platform import ledger
 from medianest_workers.platform.context import JobContext
-from medianest_workers.platform.error_log import record_dead_job, record_job_error
 from medianest_workers.platform.errors import JobCancelledError, PermanentError
 from medianest_workers.platform.heartbeat import heartbeats
 from medianest_workers.platform.registry import JobSpec
@@ -50,16 +52,13 @@ def execute(task: Task, spec: JobSpec) -> dict[str, Any] | None:
         raise task.retry(countdown=delay, max_retries=None) from None
     if isinstance(outcome, ledger.Skip):
         log.info("job %s (%s) not run: %s", job_id, spec.kind, outcome.reason)
+        if outcome.cancelled:
+            # Flower shows the message as revoked (what it is), not as a success.
+            task.send_event("task-revoked", terminated=False, signum=None, expired=False)
+            raise Ignore
         return None
     if isinstance(outcome, ledger.Dead):
         log.error("job %s (%s) is dead: %s", job_id, spec.kind, ledger.DEAD_MESSAGE)
-        record_dead_job(
-            job_id=job_id,
-            kind=spec.kind,
-            correlation_id=outcome.correlation_id,
-            user_id=outcome.user_id,
-            attempts=outcome.attempts,
-        )
         return None
     if isinstance(outcome, ledger.Defer):
         log.info("job %s is held by another live worker; looking again later", job_id)
@@ -125,15 +124,4 @@ def _handle_failure(
             raise task.retry(countdown=delay, max_retries=None, exc=error)
         return
     log.error("job %s failed: %s", context.job_id, type(error).__name__, exc_info=error)
-    if ledger.finish(context.job_id, worker=worker, state=JobState.FAILED, error=error):
-        error_class, message = ledger.describe_error(error)
-        record_job_error(
-            job_id=context.job_id,
-            kind=spec.kind,
-            correlation_id=context.correlation_id,
-            user_id=context.user_id,
-            error_class=error_class or "Error",
-            error_message=message or "",
-            attempts=context.attempt,
-            error=error,
-        )
+    ledger.finish(context.job_id, worker=worker, state=JobState.FAILED, error=error)

@@ -1,7 +1,11 @@
-"""Reads and writes of the job ledger (mnw_jobs). Every state change is a conditional UPDATE.
+"""The job ledger (mnw_jobs): the only writer of a job's state.
 
-Timestamps come from the database clock (`NOW_UTC`) so that every process agrees on
-"stale". Writers on the hot path (claim, finish) are one statement each.
+Insert, claim, finish, retry, cancel, expire, re-queue, rescue and dead are all here, each a
+conditional UPDATE (or INSERT); other modules read the ledger (queries.py, metrics.py) but
+never write it. Every timestamp comes from the database clock (`NOW_UTC`), so that every
+process agrees on "stale" and "expired". A state change commits in one transaction with what
+records it: the error_logs row of a job that ends `failed` or `dead` (error_log.py). Writers
+on the hot path (claim, finish) are one statement each.
 """
 
 from __future__ import annotations
@@ -12,15 +16,28 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, select, text, update
+from sqlalchemy import Connection, Float, Row, bindparam, literal_column, select, text, update
 from sqlalchemy.dialects.postgresql import JSONB, insert
 
 from medianest_workers.db.job_states import KEY_HOLDING_STATES, JobState
 from medianest_workers.db.models.jobs import KEY_HOLDING_PREDICATE, Job
 from medianest_workers.db.session import get_engine
-from medianest_workers.platform.errors import IdempotencyContentionError
+from medianest_workers.platform.error_log import JobFailure, insert_job_errors
+from medianest_workers.platform.errors import (
+    IdempotencyContentionError,
+    JobFinishedError,
+    JobNotFoundError,
+)
+from medianest_workers.platform.queries import (
+    VIEW_COLUMNS,
+    JobView,
+    get_job,
+    storable,
+    view_of_row,
+)
 
 NOW_UTC = "timezone('UTC', now())"
+_NOW = literal_column(NOW_UTC)
 #: insert_jobs retries rows whose key holder vanished at most this many times.
 MAX_INSERT_ROUNDS = 3
 MAX_ERROR_MESSAGE = 2000
@@ -51,32 +68,49 @@ def is_local_process_gone(worker: str | None) -> bool:
 
 
 #: One cached statement; executemany turns it into multi-row INSERTs ("insertmanyvalues").
+#: Each row gives `expires_in` (seconds, or None); the times are the database's.
 _INSERT_JOBS = (
     insert(Job)
+    .values(
+        enqueued_at=_NOW,
+        published_at=_NOW,  # set to NULL again if the publish fails
+        expires_at=_NOW + bindparam("expires_in", type_=Float) * literal_column("interval '1 s'"),
+    )
     .on_conflict_do_nothing(
         index_elements=["idempotency_key"], index_where=text(KEY_HOLDING_PREDICATE)
     )
-    .returning(Job.id)
+    .returning(Job.id, Job.enqueued_at, Job.published_at, Job.expires_at)
 )
 
 
-def insert_jobs(connection: Connection, rows: Sequence[dict[str, Any]]) -> dict[str, str]:
-    """Insert job rows; returns {requested id: id of the job that holds the row's key}.
+@dataclass(frozen=True)
+class Inserted:
+    #: {requested id: id of the job that holds the row's key (the row's own id if inserted)}.
+    holders: dict[str, str]
+    #: {inserted id: the row's database-clock columns (enqueued_at, published_at, expires_at)}.
+    times: dict[str, dict[str, Any]]
+
+
+def insert_jobs(connection: Connection, rows: Sequence[dict[str, Any]]) -> Inserted:
+    """Insert job rows (each with `expires_in`, without times); who holds each row's key.
 
     A row whose idempotency key is held by a queued, running or succeeded job is not
     inserted: its entry maps to that job's id. Should the holder give the key up (fail,
     die, be cancelled) between the two statements, the row is inserted after all.
     """
     mapping: dict[str, str] = {}
+    times: dict[str, dict[str, Any]] = {}
     pending = list(rows)
     for _ in range(MAX_INSERT_ROUNDS):
         if not pending:
-            return mapping
-        inserted = set(connection.execute(_INSERT_JOBS, pending).scalars())
+            return Inserted(mapping, times)
+        for row in connection.execute(_INSERT_JOBS, pending).mappings():
+            times[row["id"]] = {name: row[name] for name in _TIMES}
+        inserted = set(times)
         mapping.update({row["id"]: row["id"] for row in pending if row["id"] in inserted})
         missing = {row["idempotency_key"]: row for row in pending if row["id"] not in inserted}
         if not missing:
-            return mapping
+            return Inserted(mapping, times)
         holders = connection.execute(
             select(Job.idempotency_key, Job.id).where(
                 Job.idempotency_key.in_(list(missing)),
@@ -87,6 +121,9 @@ def insert_jobs(connection: Connection, rows: Sequence[dict[str, Any]]) -> dict[
             mapping[missing.pop(key)["id"]] = job_id
         pending = list(missing.values())
     raise IdempotencyContentionError("idempotency keys kept changing hands; try again")
+
+
+_TIMES = ("enqueued_at", "published_at", "expires_at")
 
 
 def mark_unpublished(job_ids: Iterable[str]) -> None:
@@ -122,6 +159,8 @@ class Skip:
     """Nothing to run: the job is finished, unknown or expired."""
 
     reason: str
+    #: The job was cancelled (or expired) before it started.
+    cancelled: bool = False
 
 
 @dataclass(frozen=True)
@@ -166,7 +205,7 @@ _LOOK = text(
     f"""
     SELECT state, worker,
         heartbeat_at < {NOW_UTC} - make_interval(secs => :stale) AS stale,
-        expires_at <= {NOW_UTC} AS expired
+        expires_at <= {NOW_UTC} AS expired, started_at IS NULL AS never_started
     FROM mnw_jobs WHERE id = :id
     """
 )
@@ -188,14 +227,36 @@ _MARK_DEAD = text(
     UPDATE mnw_jobs SET state = 'dead', finished_at = {NOW_UTC}, worker = NULL,
         heartbeat_at = NULL, error_class = '{DEAD_ERROR_CLASS}', error_message = '{DEAD_MESSAGE}'
     WHERE id = ANY(:ids) AND state = 'running'
+    RETURNING id, kind, correlation_id, user_id, LEAST(attempts, max_attempts) AS attempts
     """
 )
 
 
-def mark_dead(connection: Connection, job_ids: Sequence[str]) -> None:
-    """End running jobs whose attempts are used up as `dead`."""
-    if job_ids:
-        connection.execute(_MARK_DEAD, {"ids": list(job_ids)})
+def mark_dead(connection: Connection, job_ids: Sequence[str]) -> list[str]:
+    """End running jobs whose attempts are used up as `dead`, with their error_logs rows.
+
+    In `connection`'s transaction: the state and its record commit together. Returns the ids
+    that changed.
+    """
+    if not job_ids:
+        return []
+    rows = connection.execute(_MARK_DEAD, {"ids": list(job_ids)}).all()
+    insert_job_errors(
+        connection,
+        [
+            JobFailure(
+                job_id=row.id,
+                kind=row.kind,
+                correlation_id=row.correlation_id,
+                user_id=row.user_id,
+                attempts=row.attempts,
+                error_class=DEAD_ERROR_CLASS,
+                error_message=DEAD_MESSAGE,
+            )
+            for row in rows
+        ],
+    )
+    return [row.id for row in rows]
 
 
 def claim(job_id: str, *, worker: str, stale_seconds: float) -> Claimed | Skip | Dead | Defer:
@@ -235,7 +296,9 @@ def _take_over(
         return Skip("no such job in the ledger")
     if look.state == JobState.QUEUED.value and look.expired:
         connection.execute(_EXPIRE, {"ids": [job_id]})
-        return Skip("expired before it started")
+        return Skip("expired before it started", cancelled=True)
+    if look.state == JobState.CANCELLED.value and look.never_started:
+        return Skip("cancelled before it started", cancelled=True)
     if look.state != JobState.RUNNING.value:
         return Skip(f"job is {look.state}")
     if not (look.stale or is_local_process_gone(look.worker)):
@@ -251,6 +314,7 @@ _FINISH = text(
     UPDATE mnw_jobs SET state = :state, finished_at = {NOW_UTC}, heartbeat_at = NULL,
         result = :result, error_class = :error_class, error_message = :error_message
     WHERE id = :id AND state = 'running' AND worker = :worker
+    RETURNING kind, correlation_id, user_id, attempts
     """
 ).bindparams(bindparam("result", type_=JSONB))
 
@@ -263,10 +327,13 @@ def finish(
     result: dict[str, Any] | None = None,
     error: BaseException | None = None,
 ) -> bool:
-    """Record the end of this worker's attempt; False if the job was taken from it meanwhile."""
+    """Record the end of this worker's attempt; False if the job was taken from it meanwhile.
+
+    A job that ends `failed` gets its error_logs row in the same transaction.
+    """
     error_class, error_message = describe_error(error)
     with get_engine().begin() as connection:
-        changed = connection.execute(
+        row = connection.execute(
             _FINISH,
             {
                 "id": job_id,
@@ -276,8 +343,20 @@ def finish(
                 "error_class": error_class,
                 "error_message": error_message,
             },
-        ).rowcount
-    return bool(changed)
+        ).one_or_none()
+        if row is not None and state == JobState.FAILED:
+            failure = JobFailure(
+                job_id=job_id,
+                kind=row.kind,
+                correlation_id=row.correlation_id,
+                user_id=row.user_id,
+                attempts=row.attempts,
+                error_class=error_class or "Error",
+                error_message=error_message or "",
+                error=error,
+            )
+            insert_job_errors(connection, [failure])
+    return row is not None
 
 
 _REQUEUE = text(
@@ -330,8 +409,182 @@ def heartbeat(job_ids: Sequence[str], *, worker: str) -> dict[str, bool]:
 
 
 def set_progress(job_id: str, progress: dict[str, Any]) -> None:
+    """Record a running job's progress (small JSON)."""
     with get_engine().begin() as connection:
-        connection.execute(update(Job).where(Job.id == job_id).values(progress=progress))
+        connection.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.state == JobState.RUNNING.value)
+            .values(progress=progress)
+        )
+
+
+# --- cancel --------------------------------------------------------------------------------
+
+#: The error message of a job cancelled before a worker took it.
+CANCELLED_WHILE_QUEUED = "cancelled before it started"
+
+_CANCEL = text(
+    f"""
+    UPDATE mnw_jobs SET cancel_requested = true,
+        state = CASE WHEN state = 'queued' THEN 'cancelled' ELSE state END,
+        finished_at = CASE WHEN state = 'queued' THEN {NOW_UTC} ELSE finished_at END,
+        error_class = CASE WHEN state = 'queued' THEN 'JobCancelledError' ELSE error_class END,
+        error_message = CASE WHEN state = 'queued' THEN :message ELSE error_message END
+    WHERE id = :id AND state IN ('queued', 'running')
+    RETURNING {", ".join(column.name for column in VIEW_COLUMNS)}
+    """
+)
+
+
+@dataclass(frozen=True)
+class Cancelled:
+    job: JobView
+    #: True: the job was queued and is now `cancelled`. False: it is running and will stop
+    #: at its next `check_cancelled()` (the worker's heartbeat relays the request).
+    immediate: bool
+
+
+def cancel(job_id: str) -> Cancelled:
+    """Cancel a queued job at once, or ask a running one to stop.
+
+    One conditional UPDATE: a worker's claim (`WHERE state = 'queued'`) then skips a cancelled
+    job. Raises JobNotFoundError, or JobFinishedError for a job already in a terminal state.
+    """
+    if not storable(job_id):
+        raise JobNotFoundError(job_id)
+    with get_engine().begin() as connection:
+        row = (
+            connection.execute(_CANCEL, {"id": job_id, "message": CANCELLED_WHILE_QUEUED})
+            .mappings()
+            .one_or_none()
+        )
+        if row is not None:
+            job = view_of_row(row)
+            return Cancelled(job=job, immediate=job.state == JobState.CANCELLED.value)
+        current = get_job(job_id, connection=connection)
+    if current is None:
+        raise JobNotFoundError(job_id)
+    raise JobFinishedError(current)
+
+
+# --- the rescuer's statements --------------------------------------------------------------
+
+_STALE_RUNNING = text(
+    f"""
+    SELECT id, kind, queue, attempts, max_attempts, correlation_id, worker FROM mnw_jobs
+    WHERE state = 'running' AND heartbeat_at < {NOW_UTC} - make_interval(secs => :stale)
+    ORDER BY heartbeat_at LIMIT :limit FOR UPDATE SKIP LOCKED
+    """
+)
+_RUNNING_ON_HOST = text(
+    """
+    SELECT id, kind, queue, attempts, max_attempts, correlation_id, worker FROM mnw_jobs
+    WHERE state = 'running' AND worker LIKE :host_prefix
+    ORDER BY heartbeat_at LIMIT :limit FOR UPDATE SKIP LOCKED
+    """
+)
+_STALE_QUEUED = text(
+    f"""
+    SELECT id, kind, queue, correlation_id,
+        COALESCE(expires_at <= {NOW_UTC}, false) AS expired
+    FROM mnw_jobs
+    WHERE state = 'queued'
+      AND (published_at IS NULL OR published_at < {NOW_UTC} - make_interval(secs => :after))
+    ORDER BY published_at NULLS FIRST LIMIT :limit FOR UPDATE SKIP LOCKED
+    """
+)
+_REQUEUE_LOST = text(
+    f"""
+    UPDATE mnw_jobs SET state = 'queued', worker = NULL, heartbeat_at = NULL,
+        published_at = {NOW_UTC}, error_class = 'WorkerLost',
+        error_message = :message
+    WHERE id = ANY(:ids) AND state = 'running'
+    """
+)
+_STAMP_PUBLISHED = text(
+    f"UPDATE mnw_jobs SET published_at = {NOW_UTC} WHERE id = ANY(:ids) AND state = 'queued'"
+)
+WORKER_LOST_MESSAGE = "the worker stopped sending heartbeats; the job was queued again"
+WORKER_GONE_MESSAGE = "the worker's process is gone; the job was queued again"
+
+
+def lock_lost_running(
+    connection: Connection, *, stale_after: float, limit: int
+) -> list[Row[Any]]:
+    """Running jobs whose worker is lost, locked for this transaction (SKIP LOCKED).
+
+    Lost: its heartbeat is older than `stale_after`, or its worker is a process of this host
+    that no longer exists (a worker that stopped: no need to wait for the heartbeat).
+    """
+    stale = connection.execute(_STALE_RUNNING, {"stale": stale_after, "limit": limit}).all()
+    seen = {row.id for row in stale}
+    local = connection.execute(
+        _RUNNING_ON_HOST, {"host_prefix": f"{_like_escape(socket.gethostname())}:%", "limit": limit}
+    ).all()
+    gone = [row for row in local if row.id not in seen and is_local_process_gone(row.worker)]
+    return [*stale, *gone][:limit]
+
+
+def requeue_lost(connection: Connection, rows: Sequence[Row[Any]]) -> None:
+    """Lost running jobs back to `queued` (their message is published after the commit)."""
+    for message, chosen in (
+        (WORKER_GONE_MESSAGE, [row.id for row in rows if is_local_process_gone(row.worker)]),
+        (WORKER_LOST_MESSAGE, [row.id for row in rows if not is_local_process_gone(row.worker)]),
+    ):
+        if chosen:
+            connection.execute(_REQUEUE_LOST, {"ids": chosen, "message": message})
+
+
+def lock_unpublished(connection: Connection, *, queued_after: float, limit: int) -> list[Row[Any]]:
+    """Queued jobs whose message failed or went out longer ago than `queued_after`, locked."""
+    return connection.execute(_STALE_QUEUED, {"after": queued_after, "limit": limit}).all()
+
+
+def stamp_published(connection: Connection, job_ids: Sequence[str]) -> None:
+    """Their message goes out after this transaction commits."""
+    if job_ids:
+        connection.execute(_STAMP_PUBLISHED, {"ids": list(job_ids)})
+
+
+_RECORD_RUN = text(
+    f"""
+    INSERT INTO mnw_jobs (id, kind, queue, payload, state, attempts, max_attempts, result,
+        correlation_id, enqueued_by, schedule_name, trigger, enqueued_at, published_at,
+        started_at, finished_at)
+    VALUES (:id, :kind, :queue, '{{}}'::jsonb, 'succeeded', 1, 1, :result, :correlation_id,
+        :enqueued_by, :schedule_name, 'scheduled', {NOW_UTC}, {NOW_UTC}, {NOW_UTC}, {NOW_UTC})
+    """
+).bindparams(bindparam("result", type_=JSONB))
+
+
+def record_run(
+    *,
+    job_id: str,
+    kind: str,
+    queue: str,
+    result: dict[str, Any],
+    correlation_id: str,
+    enqueued_by: str,
+    schedule_name: str,
+) -> None:
+    """A finished row for work done outside a worker (the rescuer's rounds inside beat)."""
+    with get_engine().begin() as connection:
+        connection.execute(
+            _RECORD_RUN,
+            {
+                "id": job_id,
+                "kind": kind,
+                "queue": queue,
+                "result": result,
+                "correlation_id": correlation_id,
+                "enqueued_by": enqueued_by,
+                "schedule_name": schedule_name,
+            },
+        )
+
+
+def _like_escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def describe_error(error: BaseException | None) -> tuple[str | None, str | None]:

@@ -1,4 +1,4 @@
-"""Reads of the job ledger and the cancel action, shared by the HTTP API and the CLI.
+"""Reads of the job ledger, shared by the HTTP API and the CLI (ledger.py writes it).
 
 Times come out as aware UTC datetimes (the ledger stores naive UTC). Listing is keyset
 paginated on (enqueued_at DESC, id DESC) with an opaque cursor, so a page is one index range
@@ -15,23 +15,19 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import Connection, case, func, select, tuple_, update
+from sqlalchemy import Connection, select, tuple_
 
 from medianest_workers.db.job_states import TERMINAL_STATES, JobState
 from medianest_workers.db.models.jobs import Job
 from medianest_workers.db.session import get_engine
 from medianest_workers.platform.errors import (
     InvalidCursorError,
-    JobFinishedError,
-    JobNotFoundError,
 )
 from medianest_workers.timeutil import naive_utc
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 MAX_CURSOR_LENGTH = 256
-CANCELLED_WHILE_QUEUED = "cancelled before it started"
-LIVE_STATES = (JobState.QUEUED, JobState.RUNNING)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,7 +72,7 @@ class JobView:
         }
 
 
-_VIEW_COLUMNS = tuple(getattr(Job, name) for name in JobView.__dataclass_fields__)
+VIEW_COLUMNS = tuple(getattr(Job, name) for name in JobView.__dataclass_fields__)
 
 
 def _aware(moment: dt.datetime | None) -> dt.datetime | None:
@@ -115,7 +111,7 @@ def get_jobs(job_ids: Iterable[str], *, connection: Connection | None = None) ->
     ids = [job_id for job_id in dict.fromkeys(job_ids) if storable(job_id)]
     if not ids:
         return {}
-    statement = select(*_VIEW_COLUMNS).where(Job.id.in_(ids))
+    statement = select(*VIEW_COLUMNS).where(Job.id.in_(ids))
     if connection is not None:
         rows = connection.execute(statement).mappings().all()
     else:
@@ -174,7 +170,7 @@ def list_jobs(
     wanted = [JobState(state).value for state in states]
     if kind is not None and not storable(kind):
         return JobPage(jobs=[], next_cursor=None)
-    statement = select(*_VIEW_COLUMNS)
+    statement = select(*VIEW_COLUMNS)
     if kind is not None:
         statement = statement.where(Job.kind == kind)
     if wanted:
@@ -192,47 +188,3 @@ def list_jobs(
     jobs = [view_of_row(row) for row in rows[:limit]]
     more = len(rows) > limit
     return JobPage(jobs=jobs, next_cursor=encode_cursor(jobs[-1]) if more else None)
-
-
-# --- cancel --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Cancelled:
-    job: JobView
-    #: True: the job was queued and is now `cancelled`. False: it is running and will stop
-    #: at its next `check_cancelled()` (the worker's heartbeat relays the request).
-    immediate: bool
-
-
-def cancel_job(job_id: str) -> Cancelled:
-    """Cancel a queued job at once, or ask a running one to stop.
-
-    One conditional UPDATE: a worker's claim (`WHERE state = 'queued'`) then skips a cancelled
-    job. Raises JobNotFoundError, or JobFinishedError for a job already in a terminal state.
-    """
-    if not storable(job_id):
-        raise JobNotFoundError(job_id)
-    was_queued = Job.state == JobState.QUEUED.value
-    now = func.timezone("UTC", func.now())
-    statement = (
-        update(Job)
-        .where(Job.id == job_id, Job.state.in_([state.value for state in LIVE_STATES]))
-        .values(
-            state=case((was_queued, JobState.CANCELLED.value), else_=Job.state),
-            finished_at=case((was_queued, now), else_=Job.finished_at),
-            error_class=case((was_queued, "JobCancelledError"), else_=Job.error_class),
-            error_message=case((was_queued, CANCELLED_WHILE_QUEUED), else_=Job.error_message),
-            cancel_requested=True,
-        )
-        .returning(*_VIEW_COLUMNS)
-    )
-    with get_engine().begin() as connection:
-        row = connection.execute(statement).mappings().one_or_none()
-        if row is not None:
-            job = view_of_row(row)
-            return Cancelled(job=job, immediate=job.state == JobState.CANCELLED.value)
-        current = get_job(job_id, connection=connection)
-    if current is None:
-        raise JobNotFoundError(job_id)
-    raise JobFinishedError(current)

@@ -1,55 +1,34 @@
-"""The rescuer: a job is never lost, whatever Redis or a worker does (DESIGN.md §2).
+"""The rescuer: a job is never lost, whatever Redis or a worker does.
 
 - `queued` rows whose message went out longer ago than RESCUE_QUEUED_AFTER_SECONDS (or whose
   publish failed) are published again: the publish was lost, or Redis restarted empty.
-- `running` rows whose heartbeat is older than HEARTBEAT_STALE_SECONDS lost their worker: they
-  go back to `queued` and are published again, or end `dead` when their attempts are used up.
+- `running` rows whose worker is lost go back to `queued` and are published again, or end
+  `dead` when their attempts are used up. Lost: the heartbeat is older than
+  HEARTBEAT_STALE_SECONDS, or the worker is a process of this host that no longer exists.
 
-Rows are claimed with `FOR UPDATE SKIP LOCKED` and stamped before the transaction commits, so
-two rescuers never publish the same row twice; publishing happens after the commit.
+Rows are locked with `FOR UPDATE SKIP LOCKED` and stamped before the transaction commits (every
+write is the ledger's), so two rescuers never publish the same row twice; publishing happens
+after the commit. Beat runs a round every RESCUE_INTERVAL_SECONDS in its own process
+(`platform/beat.py`), so no queue's backlog can hold it up; `rescue_round` records a round in
+the ledger only when it changed something.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass, field
-
-from sqlalchemy import text
 
 from medianest_workers.db.session import get_engine
 from medianest_workers.platform import ledger
 from medianest_workers.platform.enqueue import publish
-from medianest_workers.platform.error_log import record_dead_job
-from medianest_workers.platform.ledger import NOW_UTC
+from medianest_workers.platform.queues import Queue
+from medianest_workers.settings import get_settings
 
 log = logging.getLogger(__name__)
 
-_STALE_RUNNING = text(
-    f"""
-    SELECT id, kind, queue, attempts, max_attempts, correlation_id, user_id FROM mnw_jobs
-    WHERE state = 'running' AND heartbeat_at < {NOW_UTC} - make_interval(secs => :stale)
-    ORDER BY heartbeat_at LIMIT :limit FOR UPDATE SKIP LOCKED
-    """
-)
-_STALE_QUEUED = text(
-    f"""
-    SELECT id, kind, queue, correlation_id,
-        COALESCE(expires_at <= {NOW_UTC}, false) AS expired
-    FROM mnw_jobs
-    WHERE state = 'queued'
-      AND (published_at IS NULL OR published_at < {NOW_UTC} - make_interval(secs => :after))
-    ORDER BY published_at NULLS FIRST LIMIT :limit FOR UPDATE SKIP LOCKED
-    """
-)
-_REQUEUE = text(
-    f"""
-    UPDATE mnw_jobs SET state = 'queued', worker = NULL, heartbeat_at = NULL,
-        published_at = {NOW_UTC}, error_class = 'WorkerLost',
-        error_message = 'the worker stopped sending heartbeats; the job was queued again'
-    WHERE id = ANY(:ids)
-    """
-)
-_MARK_PUBLISHED = text(f"UPDATE mnw_jobs SET published_at = {NOW_UTC} WHERE id = ANY(:ids)")
+#: The kind under which rounds are recorded (and a round can be run on demand).
+RESCUE_KIND = "platform.rescue"
 
 
 @dataclass
@@ -69,44 +48,55 @@ class RescueReport:
             "publish_failed": len(self.publish_failed),
         }
 
+    @property
+    def changed(self) -> bool:
+        return any(self.as_dict().values())
+
 
 def rescue(*, queued_after: float, stale_after: float, batch_size: int) -> RescueReport:
     """One pass of the rescuer; see the module docstring."""
     report = RescueReport()
     with get_engine().begin() as connection:
-        running = connection.execute(
-            _STALE_RUNNING, {"stale": stale_after, "limit": batch_size}
-        ).all()
-        dead = [row for row in running if row.attempts >= row.max_attempts]
+        running = ledger.lock_lost_running(connection, stale_after=stale_after, limit=batch_size)
+        used_up = [row.id for row in running if row.attempts >= row.max_attempts]
         lost = [row for row in running if row.attempts < row.max_attempts]
-        ledger.mark_dead(connection, [row.id for row in dead])
-        if lost:
-            connection.execute(_REQUEUE, {"ids": [row.id for row in lost]})
-        candidates = connection.execute(
-            _STALE_QUEUED, {"after": queued_after, "limit": batch_size}
-        ).all()
-        expired = [row.id for row in candidates if row.expired]
-        ledger.expire(connection, expired)
+        report.dead = ledger.mark_dead(connection, used_up)
+        ledger.requeue_lost(connection, lost)
+        candidates = ledger.lock_unpublished(
+            connection, queued_after=queued_after, limit=batch_size
+        )
+        report.expired = [row.id for row in candidates if row.expired]
+        ledger.expire(connection, report.expired)
         queued = [row for row in candidates if not row.expired]
-        if queued:
-            connection.execute(_MARK_PUBLISHED, {"ids": [row.id for row in queued]})
+        ledger.stamp_published(connection, [row.id for row in queued])
     messages = [(row.id, row.kind, row.queue, row.correlation_id) for row in (*lost, *queued)]
     failed = publish(messages)
     if failed:
         ledger.mark_unpublished(failed)
     report.requeued_running = [row.id for row in lost]
     report.republished_queued = [row.id for row in queued]
-    report.dead = [row.id for row in dead]
-    report.expired = expired
     report.publish_failed = sorted(failed)
-    for row in dead:
-        record_dead_job(
-            job_id=row.id,
-            kind=row.kind,
-            correlation_id=row.correlation_id,
-            user_id=row.user_id,
-            attempts=row.attempts,
-        )
-    if messages or dead or expired:
+    if report.changed:
         log.info("rescuer: %s", report.as_dict())
+    return report
+
+
+def rescue_round(*, recorded_by: str) -> RescueReport:
+    """One pass with the configured bounds, recorded in the ledger when it changed something."""
+    settings = get_settings()
+    report = rescue(
+        queued_after=settings.rescue_queued_after_seconds,
+        stale_after=settings.heartbeat_stale_seconds,
+        batch_size=settings.rescue_batch_size,
+    )
+    if report.changed:
+        ledger.record_run(
+            job_id=str(uuid.uuid4()),
+            kind=RESCUE_KIND,
+            queue=Queue.MAINTENANCE.value,
+            result=dict(report.as_dict()),
+            correlation_id=uuid.uuid4().hex,
+            enqueued_by=recorded_by,
+            schedule_name=RESCUE_KIND,
+        )
     return report

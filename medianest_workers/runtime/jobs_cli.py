@@ -163,10 +163,10 @@ def run_show(args: argparse.Namespace) -> int:
 
 
 def run_cancel(args: argparse.Namespace) -> int:
-    from medianest_workers.platform import errors, queries  # noqa: PLC0415 - see the imports
+    from medianest_workers.platform import errors, ledger  # noqa: PLC0415 - see the imports
 
     try:
-        outcome = queries.cancel_job(args.job_id)
+        outcome = ledger.cancel(args.job_id)
     except (errors.JobNotFoundError, errors.JobFinishedError) as exc:
         return _refuse(str(exc))
     _print_json(

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
+from medianest_workers.platform.context import JobContext
 from medianest_workers.platform.rescuer import rescue
 from medianest_workers.settings import get_settings
 
 
-def idle(seconds: float) -> None:
-    """Do nothing for `seconds` (smoke tests and benchmarks)."""
+def idle(ctx: JobContext, seconds: float) -> None:
+    """Do nothing for `seconds` (smoke tests, benchmarks); a cancel ends the wait at once."""
     if seconds:
-        time.sleep(seconds)
+        ctx.sleep(seconds)
 
 
 def rescue_now() -> dict[str, int]:

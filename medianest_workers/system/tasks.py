@@ -28,7 +28,7 @@ class NoopPayload(BaseModel):
 )
 def noop(ctx: JobContext, payload: NoopPayload) -> None:
     """Do nothing (optionally sleep): smoke tests and benchmarks."""
-    service.idle(payload.sleep)
+    service.idle(ctx, payload.sleep)
 
 
 @job(

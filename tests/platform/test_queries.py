@@ -136,7 +136,7 @@ def test_unknown_state_is_refused() -> None:
 
 def test_cancel_a_queued_job_at_once_and_a_worker_claim_skips_it(engine, session_factory) -> None:
     job = enqueue("platform.noop", {}, idempotency_key="cancel-me")
-    outcome = queries.cancel_job(job.job_id)
+    outcome = ledger.cancel(job.job_id)
     assert outcome.immediate
     assert outcome.job.state == "cancelled"
     assert outcome.job.cancel_requested
@@ -156,13 +156,13 @@ def test_cancel_a_queued_job_at_once_and_a_worker_claim_skips_it(engine, session
 
 def test_cancel_a_running_job_only_asks_it_to_stop(engine, session_factory) -> None:
     job_id = insert_job(engine, state="running", attempts=1, worker="elsewhere:1")
-    outcome = queries.cancel_job(job_id)
+    outcome = ledger.cancel(job_id)
     assert not outcome.immediate
     assert outcome.job.state == "running"
     assert outcome.job.cancel_requested
     assert job_row(engine, job_id)["finished_at"] is None
     # Asking twice is harmless.
-    assert queries.cancel_job(job_id).job.state == "running"
+    assert ledger.cancel(job_id).job.state == "running"
     # The worker's heartbeat relays the request.
     assert ledger.heartbeat([job_id], worker="elsewhere:1") == {job_id: True}
 
@@ -171,14 +171,14 @@ def test_cancel_a_running_job_only_asks_it_to_stop(engine, session_factory) -> N
 def test_cancel_a_finished_job_is_refused_with_its_state(engine, session_factory, state) -> None:
     job_id = insert_job(engine, state=state, finished_at=BASE)
     with pytest.raises(JobFinishedError, match=f"already {state}") as caught:
-        queries.cancel_job(job_id)
+        ledger.cancel(job_id)
     assert caught.value.job.state == state
     assert job_row(engine, job_id)["cancel_requested"] is False
 
 
 def test_cancel_an_unknown_job_is_refused(engine, session_factory) -> None:
     with pytest.raises(JobNotFoundError):
-        queries.cancel_job(str(uuid.uuid4()))
+        ledger.cancel(str(uuid.uuid4()))
 
 
 @pytest.mark.parametrize("job_id", ["a\x00b", "\ud800", "\x00"])
@@ -187,5 +187,5 @@ def test_text_postgresql_cannot_hold_matches_no_job(engine, session_factory, job
     assert queries.get_job(job_id) is None
     assert queries.get_jobs([job_id, job_id]) == {}
     with pytest.raises(JobNotFoundError):
-        queries.cancel_job(job_id)
+        ledger.cancel(job_id)
     assert queries.list_jobs(kind=job_id).jobs == []

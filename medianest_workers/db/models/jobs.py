@@ -17,7 +17,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from medianest_workers.db.base import CURRENT_TIMESTAMP, Base, Timestamp3
 from medianest_workers.db.job_states import KEY_HOLDING_STATES, JobState
-from medianest_workers.timeutil import utcnow
 
 _STATE_LIST = ", ".join(f"'{state.value}'" for state in JobState)
 _KEY_HOLDING_LIST = ", ".join(f"'{state.value}'" for state in KEY_HOLDING_STATES)
@@ -67,7 +66,7 @@ class Job(Base):
         nullable=False, server_default=text("false"), default=False
     )
     enqueued_at: Mapped[dt.datetime] = mapped_column(
-        Timestamp3, nullable=False, default=utcnow, server_default=CURRENT_TIMESTAMP
+        Timestamp3, nullable=False, server_default=CURRENT_TIMESTAMP
     )
     #: Last time a message for this job was handed to the broker (NULL: the publish failed).
     published_at: Mapped[dt.datetime | None] = mapped_column(Timestamp3)
