@@ -98,3 +98,11 @@ def cooperative(ctx: JobContext, payload: Steps) -> None:
         ctx.check_cancelled()
         time.sleep(0.05)
     _apply_effect(ctx)
+
+
+@job("tests.download_like", queue=Queue.DOWNLOADS, payload=Steps, retry=FAST_RETRY)
+def download_like(ctx: JobContext, payload: Steps) -> None:
+    """A job on the downloads queue (tests that need every queue to hold work)."""
+    _record_run(ctx)
+    time.sleep(payload.sleep)
+    _apply_effect(ctx)

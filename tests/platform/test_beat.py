@@ -15,12 +15,13 @@ import pytest
 from sqlalchemy import Engine, text
 
 import beat_schedule
+from medianest_workers.platform.enqueue import JobRequest, enqueue, enqueue_many
 from medianest_workers.platform.errors import UnknownScheduleError
 from medianest_workers.platform.schedule_runs import enqueue_slot, run_now, schedule_statuses
 from medianest_workers.platform.schedules import Schedule, load_schedules
 from medianest_workers.settings import reset_settings_cache
 from tests.helpers import wait_for
-from tests.platform.conftest import REPO_ROOT, WORKER_ENV
+from tests.platform.conftest import REPO_ROOT, WORKER_ENV, job_row
 
 BEAT_ENV = {
     **WORKER_ENV,
@@ -40,7 +41,7 @@ def sample_schedule(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     reset_settings_cache()
 
 
-def start_beat(log: Path) -> subprocess.Popen[bytes]:
+def start_beat(log: Path, **extra_env: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [
             sys.executable,
@@ -56,7 +57,7 @@ def start_beat(log: Path) -> subprocess.Popen[bytes]:
             "--pidfile=",
         ],
         cwd=REPO_ROOT,
-        env={**os.environ, **BEAT_ENV, "PYTHONPATH": str(REPO_ROOT)},
+        env={**os.environ, **BEAT_ENV, **extra_env, "PYTHONPATH": str(REPO_ROOT)},
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -119,7 +120,10 @@ def test_two_beats_schedule_each_slot_once_and_fail_over(
         wait_for(lambda: "Acquired lock" in (tmp_path / "beat1.log").read_text(), timeout=30)
         second = start_beat(tmp_path / "beat2.log")
         try:
-            time.sleep(7)
+            wait_for(lambda: "beat: Starting" in (tmp_path / "beat2.log").read_text(), timeout=30)
+            running_since = len(scheduled_slots(engine))
+            # The first beat keeps scheduling while the second runs beside it, locked out.
+            wait_for(lambda: len(scheduled_slots(engine)) >= running_since + 2, timeout=15)
             assert "Acquired lock" not in (tmp_path / "beat2.log").read_text()
             slots = scheduled_slots(engine)
             assert len(slots) >= 2
@@ -147,3 +151,68 @@ def test_manual_run_and_statuses(engine, session_factory, sample_schedule) -> No
     assert status.schedule == "every 2 s"
     with pytest.raises(UnknownScheduleError):
         run_now("no.such.schedule")
+
+
+def test_beat_rescues_a_killed_workers_job_on_time_while_every_queue_holds_a_backlog(
+    engine, session_factory, job_tables, sample_schedule, start_worker, tmp_path: Path
+) -> None:
+    """The rescuer runs inside beat: no queue's backlog (none is consumed here) can delay it."""
+    worker = start_worker(queues="media", concurrency=1)
+    victim = enqueue("tests.effect", {"sleep": 30})
+    wait_for(lambda: job_row(engine, victim.job_id)["state"] == "running", timeout=30)
+    backlog = [
+        JobRequest(kind=kind, payload={})
+        for kind in ("tests.effect", "tests.download_like", "tests.flaky", "platform.noop")
+        for _ in range(BACKLOG_PER_QUEUE)
+    ]
+    enqueue_many(backlog)
+    beat = start_beat(tmp_path / "beat.log", RESCUE_INTERVAL_SECONDS=str(RESCUE_INTERVAL))
+    try:
+        wait_for(lambda: "Acquired lock" in (tmp_path / "beat.log").read_text(), timeout=30)
+        os.killpg(worker.process.pid, signal.SIGKILL)  # the worker and its child, mid-job
+        killed_at = time.monotonic()
+        row = wait_for(lambda: _requeued(engine, victim.job_id), timeout=STALE_BOUND + 10)
+        assert time.monotonic() - killed_at <= STALE_BOUND, row
+        assert row["error_class"] == "WorkerLost" and row["published_at"] is not None
+        rounds_after_kill = _rescue_rounds(engine)
+        assert rounds_after_kill >= 1
+        # Two more beat slots (4 s: rounds every second) that find nothing to rescue...
+        slots = len(scheduled_slots(engine))
+        wait_for(lambda: len(scheduled_slots(engine)) >= slots + 2, timeout=15)
+        assert _rescue_rounds(engine) == rounds_after_kill  # ...and record nothing
+    finally:
+        stop(beat)
+    assert job_row(engine, victim.job_id)["state"] == "queued"
+    for state, count in _states(engine).items():
+        assert state == "queued", (state, count)
+
+
+#: Jobs enqueued on each of the four queues while no worker consumes them.
+BACKLOG_PER_QUEUE = 250
+RESCUE_INTERVAL = 1.0
+#: A killed worker's job is queued again within the heartbeat's stale bound plus a round.
+STALE_BOUND = float(WORKER_ENV["HEARTBEAT_STALE_SECONDS"]) + RESCUE_INTERVAL + 2
+
+
+def _requeued(engine: Engine, job_id: str) -> dict | None:
+    row = job_row(engine, job_id)
+    return row if row["state"] == "queued" else None
+
+
+def _rescue_rounds(engine: Engine) -> int:
+    with engine.connect() as connection:
+        return connection.execute(
+            text("SELECT count(*) FROM mnw_jobs WHERE kind = 'platform.rescue'")
+        ).scalar_one()
+
+
+def _states(engine: Engine) -> dict[str, int]:
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text(
+                "SELECT state, count(*) FROM mnw_jobs WHERE kind <> 'platform.rescue'"
+                " AND schedule_name IS NULL GROUP BY state"
+            )
+        )
+        return {state: count for state, count in rows}
+
