@@ -68,7 +68,7 @@ class Settings(BaseSettings):
     redis_socket_timeout_seconds: float = Field(default=15.0, gt=0)
 
     # Jobs and workers.
-    #: Longer than every job's hard time limit and every retry delay (RELIABILITY.md).
+    #: Longer than every job's hard time limit and every retry delay (or workers refuse to start).
     visibility_timeout_seconds: int = Field(default=7200, ge=60)
     heartbeat_interval_seconds: float = Field(default=5.0, gt=0)
     #: A running job whose heartbeat is older than this is presumed lost.
@@ -97,7 +97,7 @@ class Settings(BaseSettings):
     # Network peers.
     http_timeout_seconds: float = Field(default=10.0, gt=0)
 
-    # Downloads (medianest-interop.md section 4).
+    # Downloads (tests/contracts/medianest-interop.md section 4).
     download_root: Path = Path("/var/lib/medianest/downloads")
 
     # Key rotation.

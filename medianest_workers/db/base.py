@@ -24,7 +24,8 @@ NAMING_CONVENTION = {
 
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
-#: `TIMESTAMP(3) WITHOUT TIME ZONE`, holding naive UTC (medianest-interop.md section 1).
+#: `TIMESTAMP(3) WITHOUT TIME ZONE`, holding naive UTC
+#: (tests/contracts/medianest-interop.md section 1).
 Timestamp3 = TIMESTAMP(precision=3, timezone=False)
 
 #: The server default Prisma gives to `@default(now())` columns.

@@ -1,4 +1,4 @@
-"""The four queues and what runs on each (DESIGN.md, Queues)."""
+"""The four queues and what runs on each (docs/architecture.md)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """Encryption of secret columns, byte-compatible with the MediaNest backend.
 
 `users.plex_token` and `service_config.api_key` hold AES-256-GCM ciphertexts that the Node
-backend writes and reads (contracts/medianest-interop.md section 3). This module writes exactly
-that format and reads every shape the backend has produced:
+backend writes and reads (tests/contracts/medianest-interop.md section 3). This module
+writes exactly that format and reads every shape the backend has produced:
 
 - current: lowercase hex ``ciphertext:iv:tag:salt``; key = scrypt(secret, salt), 16-byte IV
   (GCM nonce), 16-byte tag, 32-byte salt, no associated data;

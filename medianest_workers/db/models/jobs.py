@@ -1,4 +1,4 @@
-"""The job ledger: one row per job, the truth about it whatever Redis does (DESIGN.md §2).
+"""The job ledger: one row per job, the truth about it whatever Redis does (docs/architecture.md).
 
 Workers move a row queued → running → succeeded / failed / dead; `cancelled` is set from
 outside. An idempotency key names one effect: it is unique among jobs that are queued,
