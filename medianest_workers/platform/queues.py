@@ -1,4 +1,8 @@
-"""The four queues and what runs on each (docs/architecture.md)."""
+"""The four queues, by the kind of work they carry (docs/architecture.md).
+
+Generic on purpose: a family puts each of its job kinds on the queue whose worker settings
+fit it; the machinery knows no family.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import enum
 
 
 class Queue(enum.StrEnum):
-    MEDIA = "media"  # Overseerr sync: short time limits
-    DOWNLOADS = "downloads"  # yt-dlp and Plex: low concurrency, long limits
-    HEALTH = "health"  # service checks: never starved by downloads
-    MAINTENANCE = "maintenance"  # cleanup, retention, backups, rescuer: one at a time
+    MEDIA = "media"  # short calls to peers: short time limits
+    DOWNLOADS = "downloads"  # long transfers: low concurrency, long limits
+    HEALTH = "health"  # probes: short limits, never starved by long work
+    MAINTENANCE = "maintenance"  # housekeeping: cleanup, retention, backups
