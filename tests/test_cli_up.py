@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -367,6 +368,46 @@ def test_up_without_urls_runs_embedded_servers_the_cli_finds_and_stops_them_on_c
     assert after.stderr == (
         "medianest-workers: DATABASE_URL: not set (or run `medianest-workers up`)\n"
     )
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_a_job_hands_it_back_and_the_next_up_runs_it_once(
+    run_up: Callable[..., Up], scratch_database: str, redis_prefix: str, tmp_path: Path
+) -> None:
+    env = up_environment(
+        tmp_path,
+        DATABASE_URL=scratch_database,
+        REDIS_KEY_PREFIX=f"{redis_prefix}up-{uuid.uuid4().hex[:6]}:",
+    )
+    up = run_up(["--roles", "worker"], env)
+    up.wait_running()
+    worker_ready(up)
+    enqueued = cli(env, "enqueue", "platform.noop", '{"sleep": 25}')
+    assert enqueued.returncode == 0, enqueued.stderr
+    job_id = json.loads(enqueued.stdout)["id"]
+    wait_for(lambda: show(env, job_id)["state"] == "running", 30, "the job to start")
+
+    interrupted = time.monotonic()
+    assert up.interrupt() == 0, up.errors()[-4000:]
+
+    took = time.monotonic() - interrupted
+    assert took < GRACE_SECONDS, "the worker stopped on its own, before the grace ran out"
+    errors = up.errors()
+    assert "killing it" not in errors
+    assert "still running after 7.5s; sending SIGQUIT" in errors
+    assert "Restoring 1 unacknowledged message(s)" in errors, "the job's message is back"
+    assert not [pid for pid in up.seen if alive(pid)]
+    # The rescuer round `up` runs last counts the job of a worker that is gone as lost.
+    job = show(env, job_id)
+    assert (job["state"], job["attempts"]) == ("queued", 1), job
+    assert "1 running job(s) queued again" in up.output()
+
+    again = run_up(["--roles", "worker"], env)
+    again.wait_running()
+    wait_for(lambda: show(env, job_id)["state"] == "succeeded", 60, "the job to succeed")
+    assert show(env, job_id)["attempts"] == 2, "once interrupted, once to the end"
+    assert again.stop() == 0
+    assert show(env, job_id)["state"] == "succeeded"
 
 
 #: Holds DATA_DIR's lock and writes up.json as `up` does (argv: DATA_DIR, a record as JSON).

@@ -220,7 +220,10 @@ def _start(
         _say("migrate", f"failed (exit code {code})")
         return code
     startup.check()
-    return _supervise(servers, startup, roles=roles, api_port=api_port, flower_port=flower_port)
+    code = _supervise(servers, startup, roles=roles, api_port=api_port, flower_port=flower_port)
+    if "worker" in roles:
+        _hand_back_jobs()
+    return code
 
 
 def _supervise(
@@ -244,7 +247,18 @@ def _supervise(
     if "worker" in roles:
         concurrency, pool = settings.worker_concurrency, "prefork"
         arguments = ["--queues", ",".join(QUEUES), "--concurrency", str(concurrency)]
-        specs.append(_role_spec("worker", [*arguments, "--pool", pool], env))
+        # SIGTERM: a warm shutdown (running jobs finish). Still running halfway through the
+        # grace, SIGQUIT: a cold one (running jobs are cancelled, their messages restored to
+        # the queue), so that the worker exits on its own before the grace runs out.
+        specs.append(
+            _role_spec(
+                "worker",
+                [*arguments, "--pool", pool],
+                env,
+                hurry_signal=signal.SIGQUIT,
+                hurry_after=settings.shutdown_grace_seconds / 2,
+            )
+        )
         where["worker"] = f"queues {','.join(QUEUES)}, {concurrency} {pool} processes"
     if "beat" in roles:
         specs.append(_role_spec("beat", [], env))
@@ -285,9 +299,18 @@ def _supervise(
         return supervisor.wait()
 
 
-def _role_spec(role: str, arguments: list[str], env: Mapping[str, str]) -> ChildSpec:
+def _role_spec(
+    role: str,
+    arguments: list[str],
+    env: Mapping[str, str],
+    *,
+    hurry_signal: int | None = None,
+    hurry_after: float = 0.0,
+) -> ChildSpec:
     argv = [sys.executable, "-m", "medianest_workers.runtime.cli", role, *arguments]
-    return ChildSpec(name=role, argv=argv, env=env)
+    return ChildSpec(
+        name=role, argv=argv, env=env, hurry_signal=hurry_signal, hurry_after=hurry_after
+    )
 
 
 def _url_host(host: str) -> str:
@@ -307,6 +330,19 @@ def _answers(url: str) -> Callable[[], bool]:
             return False
 
     return check
+
+
+def _hand_back_jobs() -> None:
+    """One rescuer round once the worker stopped: its unfinished jobs are queued again now."""
+    from medianest_workers.system.service import rescue_now  # noqa: PLC0415 - only at the end
+
+    try:
+        counts = rescue_now()
+    except Exception as exc:  # noqa: BLE001 - the next rescuer (any worker's) does it later
+        _say("rescuer", f"failed ({type(exc).__name__}: {exc}); jobs are rescued later")
+        return
+    if counts.get("requeued_running"):
+        _say("rescuer", f"{counts['requeued_running']} running job(s) queued again")
 
 
 def _database(servers: contextlib.ExitStack) -> tuple[str, ...]:
