@@ -24,13 +24,17 @@ from medianest_workers.runtime.supervisor import EXIT_FAILURE, ChildSpec, Superv
 from tests.helpers import alive, wait_for
 
 SUPERVISE = """
-import json, logging, sys
+import json, logging, os, sys
 from medianest_workers.runtime.supervisor import ChildSpec, Supervisor
 
 logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(message)s")
-specs = [ChildSpec(name, argv) for name, argv in json.loads(sys.argv[1])]
+specs = [ChildSpec(name, argv, **options) for name, argv, options in json.loads(sys.argv[1])]
 with Supervisor(specs, grace_seconds=float(sys.argv[2])) as supervisor:
     print(json.dumps(supervisor.pids), flush=True)
+    if len(sys.argv) > 3:  # wait until a file exists, for at most argv[4] seconds
+        flag, timeout = sys.argv[3], float(sys.argv[4])
+        ready = supervisor.wait_until(lambda: os.path.exists(flag), timeout=timeout)
+        print(json.dumps({"ready": ready, "stopping": supervisor.stopping}), flush=True)
     code = supervisor.wait()
 sys.exit(code)
 """
@@ -38,6 +42,12 @@ sys.exit(code)
 SLEEPER = "import time; print('ready', flush=True); time.sleep(120)"
 IGNORES_SIGTERM = (
     "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN);"
+    " print('ready', flush=True); time.sleep(120)"
+)
+#: Ignores SIGTERM, exits 0 at SIGQUIT (as a Celery worker's cold shutdown ends).
+HURRIED_BY_SIGQUIT = (
+    "import signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN);"
+    " signal.signal(signal.SIGQUIT, lambda *_: sys.exit(0));"
     " print('ready', flush=True); time.sleep(120)"
 )
 DIES_SOON = "import time; print('ready', flush=True); time.sleep(1); raise SystemExit(3)"
@@ -75,6 +85,13 @@ class Supervised:
         self.known_pids.update(pids.values())
         return pids
 
+    def readiness(self) -> dict[str, bool]:
+        """What `wait_until` returned, and `stopping` then."""
+        wait_for(lambda: '{"ready"' in self.output(), 30, "the supervisor's readiness line")
+        line = next(line for line in self.output().splitlines() if line.startswith('{"ready"'))
+        answer: dict[str, bool] = json.loads(line)
+        return answer
+
     def wait_ready(self, count: int) -> None:
         wait_for(lambda: self.output().count("ready") >= count, 20, f"{count} ready children")
 
@@ -97,12 +114,20 @@ class Supervised:
 def supervise(tmp_path: Path) -> Iterator[Callable[..., Supervised]]:
     started: list[Supervised] = []
 
-    def start(children: dict[str, list[str]], *, grace: float) -> Supervised:
+    def start(
+        children: dict[str, list[str]],
+        *,
+        grace: float,
+        options: dict[str, dict[str, object]] | None = None,
+        wait_until: tuple[Path, float] | None = None,
+    ) -> Supervised:
         index = len(started)
         stdout, stderr = tmp_path / f"out{index}", tmp_path / f"err{index}"
+        specs = [[name, argv, (options or {}).get(name, {})] for name, argv in children.items()]
+        extra = [] if wait_until is None else [str(wait_until[0]), str(wait_until[1])]
         with stdout.open("wb") as out, stderr.open("wb") as err:
             process = subprocess.Popen(
-                [sys.executable, "-c", SUPERVISE, json.dumps(list(children.items())), str(grace)],
+                [sys.executable, "-c", SUPERVISE, json.dumps(specs), str(grace), *extra],
                 stdout=out,
                 stderr=err,
             )
@@ -189,6 +214,64 @@ def test_a_second_signal_kills_without_waiting_for_the_grace(
         supervised.errors()
     )
     assert not alive(pids["stubborn"])
+
+
+def test_a_hurry_signal_goes_to_a_child_still_running_after_its_delay(
+    supervise: Callable[..., Supervised],
+) -> None:
+    hurry_after = 1.5
+    supervised = supervise(
+        {"worker": python(HURRIED_BY_SIGQUIT), "polite": python(SLEEPER)},
+        grace=20,
+        options={"worker": {"hurry_signal": int(signal.SIGQUIT), "hurry_after": hurry_after}},
+    )
+    pids = supervised.children()
+    supervised.wait_ready(2)
+
+    sent = supervised.send(signal.SIGINT)
+    assert supervised.exit_code(timeout=15) == 0, supervised.errors()
+
+    took = time.monotonic() - sent
+    assert hurry_after <= took < hurry_after + 4, "hurried, then stopped on its own"
+    assert f"worker (pid {pids['worker']}) still running after 1.5s; sending SIGQUIT" in (
+        supervised.errors()
+    )
+    assert "polite" not in supervised.errors().partition("still running")[2]
+    assert "killing" not in supervised.errors()
+    assert not [pid for pid in pids.values() if alive(pid)]
+
+
+def test_wait_until_returns_once_the_check_holds(
+    supervise: Callable[..., Supervised], tmp_path: Path
+) -> None:
+    flag = tmp_path / "ready"
+    supervised = supervise({"one": python(SLEEPER)}, grace=10, wait_until=(flag, 60))
+    supervised.children()
+    time.sleep(0.5)
+    assert '{"ready"' not in supervised.output(), "still waiting: the check does not hold"
+
+    flag.touch()
+
+    assert supervised.readiness() == {"ready": True, "stopping": False}
+    supervised.send(signal.SIGTERM)
+    assert supervised.exit_code(timeout=10) == 0
+
+
+def test_wait_until_gives_up_when_a_child_dies_or_at_its_timeout(
+    supervise: Callable[..., Supervised], tmp_path: Path
+) -> None:
+    never = tmp_path / "never"
+    dying = supervise({"fragile": python(DIES_SOON)}, grace=10, wait_until=(never, 60))
+    slow = supervise({"one": python(SLEEPER)}, grace=10, wait_until=(never, 1))
+    pids = {**dying.children(), **slow.children()}
+
+    assert dying.readiness() == {"ready": False, "stopping": True}
+    assert dying.exit_code(timeout=15) == EXIT_FAILURE
+    assert "fragile" in dying.errors() and "exited unexpectedly" in dying.errors()
+    assert slow.readiness() == {"ready": False, "stopping": False}
+    slow.send(signal.SIGTERM)
+    assert slow.exit_code(timeout=10) == 0
+    assert not [pid for pid in pids.values() if alive(pid)]
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,8 @@
 """`medianest-workers`: the operator's command line.
 
-Each subcommand is a small function; configuration errors print one line and exit 2.
+Each subcommand is a small function; configuration errors print one line and exit 2. Every
+subcommand but `up` uses the URLs of the `up` running on DATA_DIR when DATABASE_URL /
+REDIS_URL are not set (instance.py).
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
+from medianest_workers.errors import ConfigurationError
 from medianest_workers.logs import configure_logging
+from medianest_workers.runtime.instance import adopt_running_up
 from medianest_workers.runtime.jobs_cli import add_job_commands
 from medianest_workers.runtime.roles import (
     POOLS,
@@ -22,7 +26,7 @@ from medianest_workers.runtime.roles import (
     run_up,
     run_worker,
 )
-from medianest_workers.settings import SettingsError, get_settings
+from medianest_workers.settings import get_settings
 
 EXIT_CONFIG = 2
 
@@ -140,9 +144,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Handler = args.handler
     try:
         get_settings()  # a configuration error is reported before anything starts
+        if args.command != "up":
+            adopt_running_up()
         configure_logging(logging.INFO)
         return handler(args)
-    except SettingsError as exc:
+    except ConfigurationError as exc:
         print(f"medianest-workers: {exc}", file=sys.stderr)
         return EXIT_CONFIG
 

@@ -3,6 +3,7 @@
 `run_api`, `run_worker`, `run_beat` and `run_flower` are what the one-role subcommands (and
 so docker-compose) run. `run_up` is the one-machine setup: embedded PostgreSQL and Valkey
 when no URL is given, migrations, then every role as a child process under a `Supervisor`.
+One `up` runs per DATA_DIR (instance.py), recording there where its servers listen.
 """
 
 from __future__ import annotations
@@ -14,14 +15,22 @@ import secrets
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import FrameType
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 from medianest_workers.platform.queues import Queue
-from medianest_workers.runtime.supervisor import STOP_SIGNALS, ChildSpec, Supervisor
+from medianest_workers.runtime.instance import (
+    UpRecord,
+    exclusive_lock,
+    remove_record,
+    write_record,
+)
+from medianest_workers.runtime.supervisor import EXIT_FAILURE, STOP_SIGNALS, ChildSpec, Supervisor
 from medianest_workers.settings import SettingsError, get_settings, reset_settings_cache
 
 if TYPE_CHECKING:
@@ -32,6 +41,8 @@ QUEUES = tuple(queue.value for queue in Queue)
 POOLS = ("prefork", "solo", "threads")
 EMBEDDED_DATABASE = "medianest"
 API_FACTORY = "medianest_workers.api.app:create_app"
+#: `up` says `running` once the API's /healthz answers 200; it gives up after this long.
+API_READY_SECONDS = 60.0
 
 
 def run_api(*, host: str | None = None, port: int | None = None) -> int:
@@ -173,11 +184,14 @@ def run_up(
 
     Embedded servers are started (and stopped at the end) for an unset DATABASE_URL or
     REDIS_URL, the database is migrated, then each role runs as a supervised child process.
+    Another `up` on the same DATA_DIR is an AlreadyRunningError, raised before anything starts.
     """
+    data_dir = get_settings().data_dir
     startup = _StartupSignals()
     previous = {signum: signal.signal(signum, startup.handler) for signum in STOP_SIGNALS}
     try:
-        with contextlib.ExitStack() as servers:
+        with exclusive_lock(data_dir), contextlib.ExitStack() as servers:
+            remove_record(data_dir)  # left by an `up` that was killed
             code = _start(servers, startup, roles=roles, api_port=api_port, flower_port=flower_port)
     except StopRequestedError as exc:
         _say("stopped", f"{exc} received while starting")
@@ -206,10 +220,14 @@ def _start(
         _say("migrate", f"failed (exit code {code})")
         return code
     startup.check()
-    return _supervise(startup, roles=roles, api_port=api_port, flower_port=flower_port)
+    code = _supervise(servers, startup, roles=roles, api_port=api_port, flower_port=flower_port)
+    if "worker" in roles:
+        _hand_back_jobs()
+    return code
 
 
 def _supervise(
+    servers: contextlib.ExitStack,
     startup: _StartupSignals,
     *,
     roles: Sequence[str],
@@ -220,14 +238,27 @@ def _supervise(
     env = dict(os.environ)
     where: dict[str, str] = {}
     specs: list[ChildSpec] = []
+    api_url = flower_url = None
     if "api" in roles:
         port = settings.api_port if api_port is None else api_port
         specs.append(_role_spec("api", ["--port", str(port)], env))
-        where["api"] = f"http://{settings.api_host}:{port}"
+        api_url = f"http://{_url_host(settings.api_host)}:{port}"
+        where["api"] = api_url
     if "worker" in roles:
         concurrency, pool = settings.worker_concurrency, "prefork"
         arguments = ["--queues", ",".join(QUEUES), "--concurrency", str(concurrency)]
-        specs.append(_role_spec("worker", [*arguments, "--pool", pool], env))
+        # SIGTERM: a warm shutdown (running jobs finish). Still running halfway through the
+        # grace, SIGQUIT: a cold one (running jobs are cancelled, their messages restored to
+        # the queue), so that the worker exits on its own before the grace runs out.
+        specs.append(
+            _role_spec(
+                "worker",
+                [*arguments, "--pool", pool],
+                env,
+                hurry_signal=signal.SIGQUIT,
+                hurry_after=settings.shutdown_grace_seconds / 2,
+            )
+        )
         where["worker"] = f"queues {','.join(QUEUES)}, {concurrency} {pool} processes"
     if "beat" in roles:
         specs.append(_role_spec("beat", [], env))
@@ -240,20 +271,78 @@ def _supervise(
             generated_password = secrets.token_urlsafe(18)
             flower_env = {**env, "FLOWER_PASSWORD": generated_password}
         specs.append(_role_spec("flower", ["--port", str(port)], flower_env))
-        where["flower"] = f"http://{settings.flower_host}:{port} (user {settings.flower_user})"
+        flower_url = f"http://{_url_host(settings.flower_host)}:{port}"
+        where["flower"] = f"{flower_url} (user {settings.flower_user})"
     with Supervisor(specs, grace_seconds=settings.shutdown_grace_seconds) as supervisor:
         startup.check()  # a signal that came just before the supervisor's handlers
         for name, pid in supervisor.pids.items():
             _say(name, f"{where[name]}  (pid {pid})")
         if generated_password is not None:
             _say("flower", f"password (generated for this run, shown once): {generated_password}")
+        if api_url is not None and not supervisor.wait_until(
+            _answers(f"{api_url}/healthz"), timeout=API_READY_SECONDS
+        ):
+            if not supervisor.stopping:
+                _say("api", f"/healthz did not answer 200 within {API_READY_SECONDS:g}s; stopping")
+                return EXIT_FAILURE
+            return supervisor.wait()  # a stop signal, or a role that died: wait() reports it
+        record = UpRecord(
+            pid=os.getpid(),
+            database_url=settings.require_database_url(),
+            redis_url=settings.require_redis_url(),
+            api_url=api_url,
+            flower_url=flower_url,
+        )
+        servers.callback(remove_record, settings.data_dir)  # before the servers stop
+        write_record(settings.data_dir, record)
         _say("running", "Ctrl-C or SIGTERM stops everything")
         return supervisor.wait()
 
 
-def _role_spec(role: str, arguments: list[str], env: Mapping[str, str]) -> ChildSpec:
+def _role_spec(
+    role: str,
+    arguments: list[str],
+    env: Mapping[str, str],
+    *,
+    hurry_signal: int | None = None,
+    hurry_after: float = 0.0,
+) -> ChildSpec:
     argv = [sys.executable, "-m", "medianest_workers.runtime.cli", role, *arguments]
-    return ChildSpec(name=role, argv=argv, env=env)
+    return ChildSpec(
+        name=role, argv=argv, env=env, hurry_signal=hurry_signal, hurry_after=hurry_after
+    )
+
+
+def _url_host(host: str) -> str:
+    """A host to reach a server listening on `host` (any address: loopback), for a URL."""
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)  # noqa: S104
+    return f"[{host}]" if ":" in host else host
+
+
+def _answers(url: str) -> Callable[[], bool]:
+    """A check: whether GET `url` answers 200 (within 2 s)."""
+
+    def check() -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - http://ours
+                return bool(response.status == 200)
+        except (urllib.error.URLError, OSError, ValueError):
+            return False
+
+    return check
+
+
+def _hand_back_jobs() -> None:
+    """One rescuer round once the worker stopped: its unfinished jobs are queued again now."""
+    from medianest_workers.system.service import rescue_now  # noqa: PLC0415 - only at the end
+
+    try:
+        counts = rescue_now()
+    except Exception as exc:  # noqa: BLE001 - the next rescuer (any worker's) does it later
+        _say("rescuer", f"failed ({type(exc).__name__}: {exc}); jobs are rescued later")
+        return
+    if counts.get("requeued_running"):
+        _say("rescuer", f"{counts['requeued_running']} running job(s) queued again")
 
 
 def _database(servers: contextlib.ExitStack) -> tuple[str, ...]:

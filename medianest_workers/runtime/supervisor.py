@@ -5,6 +5,8 @@ supervisor, which then stops the children in order of its choosing:
 
 - SIGINT, SIGTERM or SIGHUP asks every child to stop with SIGTERM (a Celery worker finishes
   its running tasks, uvicorn drains its connections); a second signal kills them at once.
+- A child may name a second signal that hurries it, sent when it is still running some time
+  into the stop (a Celery worker's SIGQUIT: cancel the running tasks, hand their messages back).
 - A child still running after the grace period is killed with SIGKILL, with its whole group.
 - A child that exits on its own while nothing asked it to is reported, and the others are
   stopped: the supervisor exits non-zero so that an operator (or systemd) notices.
@@ -22,7 +24,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import FrameType, TracebackType
 from typing import Any
@@ -39,11 +41,17 @@ _PR_SET_PDEATHSIG = 1
 
 @dataclass(frozen=True)
 class ChildSpec:
-    """One process to run: a name for messages, its argv, and its environment (None: ours)."""
+    """One process to run: a name for messages, its argv, and its environment (None: ours).
+
+    `hurry_signal`, if set, is sent `hurry_after` seconds into a stop to a child still running
+    (it should then stop sooner); the grace period still bounds the whole stop.
+    """
 
     name: str
     argv: Sequence[str]
     env: Mapping[str, str] | None = None
+    hurry_signal: int | None = None
+    hurry_after: float = 0.0
 
 
 @dataclass
@@ -51,6 +59,7 @@ class _Child:
     spec: ChildSpec
     process: subprocess.Popen[bytes]
     returncode: int | None = None
+    hurried: bool = False
 
     @property
     def pid(self) -> int:
@@ -105,6 +114,25 @@ class Supervisor:
                 signal.signal(signum, handler)
             self._previous_handlers.clear()
 
+    @property
+    def stopping(self) -> bool:
+        """Whether a stop signal came or a child was seen to exit: `wait()` returns at once."""
+        return bool(self._signals) or any(child.returncode is not None for child in self._children)
+
+    def wait_until(self, ready: Callable[[], bool], *, timeout: float) -> bool:
+        """Poll `ready` until it holds (True); False at a stop signal, a child's exit or timeout.
+
+        After False, `stopping` tells a timeout (False) from the rest.
+        """
+        deadline = time.monotonic() + timeout
+        while not self._signals and not any(_reap(child) for child in self._children):
+            if ready():
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(_POLL_SECONDS)
+        return False
+
     def wait(self) -> int:
         """Block until a stop signal or a child's unexpected exit; stop all; the exit code."""
         while not self._signals:
@@ -130,12 +158,14 @@ class Supervisor:
         for child in running:
             _signal_pid(child.pid, signal.SIGTERM)
         seen_signals = len(self._signals)
-        deadline = time.monotonic() + self._grace_seconds
+        started = time.monotonic()
+        deadline = started + self._grace_seconds
         reason = f"did not stop within {self._grace_seconds:g}s"
         while running and time.monotonic() < deadline:
             if len(self._signals) > seen_signals:
                 reason = "was still running at a second stop signal"
                 break
+            self._hurry(running, time.monotonic() - started)
             time.sleep(_POLL_SECONDS)
             running = [child for child in running if not _reap(child)]
         for child in running:
@@ -148,6 +178,21 @@ class Supervisor:
             running = [child for child in running if not _reap(child)]
         for child in running:  # unkillable (stuck in the kernel): name it rather than hang
             logger.error("%s (pid %d) survived SIGKILL", child.spec.name, child.pid)
+
+    @staticmethod
+    def _hurry(running: Sequence[_Child], elapsed: float) -> None:
+        for child in running:
+            signum = child.spec.hurry_signal
+            if signum is not None and not child.hurried and elapsed >= child.spec.hurry_after:
+                child.hurried = True
+                logger.info(
+                    "%s (pid %d) still running after %gs; sending %s",
+                    child.spec.name,
+                    child.pid,
+                    child.spec.hurry_after,
+                    signal.Signals(signum).name,
+                )
+                _signal_pid(child.pid, signum)
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         self._signals.append(signum)
