@@ -483,6 +483,7 @@ def test_printed_urls_hide_passwords(url: str, shown: str) -> None:
     [
         ["up", "--roles", "api,cron"],
         ["up", "--api-port", "70000"],
+        ["up", "--api-port", "0"],
         ["worker", "--queues", "media,videos"],
         ["worker", "--concurrency", "0"],
         ["worker", "--pool", "gevent"],

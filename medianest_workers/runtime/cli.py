@@ -87,6 +87,14 @@ def _port(value: str) -> int:
     return port
 
 
+def _fixed_port(value: str) -> int:
+    """A port `up` can wait on and print: 0 (any free port) is refused."""
+    port = _port(value)
+    if port == 0:
+        raise argparse.ArgumentTypeError("0: up needs a fixed port (it waits on it and prints it)")
+    return port
+
+
 def _positive(value: str) -> int:
     number = int(value)
     if number < 1:
@@ -110,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--roles", type=_choices(ROLES), default=list(ROLES), help=f"default: {','.join(ROLES)}"
     )
     up.add_argument("--no-flower", action="store_true", help="do not start Flower")
-    up.add_argument("--api-port", type=_port, help="default: API_PORT")
+    up.add_argument("--api-port", type=_fixed_port, help="default: API_PORT")
     up.add_argument("--flower-port", type=_port, help="default: FLOWER_PORT")
     up.set_defaults(handler=_up)
 
