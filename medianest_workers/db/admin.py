@@ -1,14 +1,17 @@
-"""Creating and dropping whole databases on a server (`up`, tests, benchmarks)."""
+"""Creating and dropping whole databases on a server (`up`, tests, benchmarks).
+
+Light on purpose (psycopg2 only): `up`'s own process uses it.
+"""
 
 from __future__ import annotations
 
 import psycopg2
 from psycopg2 import sql
-from sqlalchemy.engine import make_url
 
 
 def database_url(server_url: str, name: str) -> str:
     """`server_url` with its database replaced by `name` (password kept)."""
+    from sqlalchemy.engine import make_url  # noqa: PLC0415 - keeps `up` free of SQLAlchemy
     return make_url(server_url).set(database=name).render_as_string(hide_password=False)
 
 

@@ -350,13 +350,14 @@ def _database(servers: contextlib.ExitStack) -> tuple[str, ...]:
     settings = get_settings()
     if settings.database_url is not None:
         return (mask_url(settings.database_url),)
+    from medianest_workers.db import admin  # noqa: PLC0415 - each role imports what it runs
     from medianest_workers.runtime.embedded import EmbeddedPostgres  # noqa: PLC0415
 
     pgdata = settings.data_dir / "postgres"
     server = EmbeddedPostgres(pgdata, keep=True)
     servers.callback(server.stop)
     with _embedded("DATABASE_URL"):
-        _create_database(server.start(), EMBEDDED_DATABASE)
+        admin.create_database(server.start(), EMBEDDED_DATABASE, exist_ok=True)
     _export("DATABASE_URL", server.url(EMBEDDED_DATABASE))
     return mask_url(server.url(EMBEDDED_DATABASE)), f"(embedded, data in {pgdata})"
 
@@ -401,20 +402,6 @@ def _sigint_blocked() -> Iterator[None]:
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-
-
-def _create_database(admin_url: str, name: str) -> None:
-    import psycopg2  # noqa: PLC0415
-
-    connection = psycopg2.connect(admin_url)
-    try:
-        connection.autocommit = True
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
-            if cursor.fetchone() is None:
-                cursor.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        connection.close()
 
 
 def _export(name: str, value: str) -> None:
