@@ -8,6 +8,7 @@ piled up behind the next one. See medianest_workers/platform/schedules.py.
 
 from __future__ import annotations
 
+from medianest_workers.maintenance import schedules as maintenance
 from medianest_workers.platform.schedules import Schedule
 from medianest_workers.system import schedules as system
 
@@ -16,4 +17,5 @@ from medianest_workers.system import schedules as system
 #: RESCUE_INTERVAL_SECONDS (medianest_workers/platform/beat.py).
 SCHEDULES: list[Schedule] = [
     *system.SCHEDULES,
+    *maintenance.SCHEDULES,
 ]

@@ -7,4 +7,7 @@ A new family adds its `tasks` module to this list and its schedules to `beat_sch
 
 from __future__ import annotations
 
-JOB_MODULES: tuple[str, ...] = ("medianest_workers.system.tasks",)
+JOB_MODULES: tuple[str, ...] = (
+    "medianest_workers.system.tasks",
+    "medianest_workers.maintenance.tasks",
+)

@@ -103,6 +103,12 @@ class Settings(BaseSettings):
     # Key rotation.
     rotation_batch_size: int = Field(default=200, ge=1, le=10_000)
 
+    # Maintenance: cleanup and retention.
+
+    # Maintenance: backups.
+
+    # Maintenance: query statistics.
+
     # API.
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8080, ge=0, le=65535)
