@@ -1,0 +1,166 @@
+"""The one error shape (api/errors.py): bad input, unknown routes, a database outage."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine
+
+from medianest_workers.platform import enqueue as enqueue_module
+from medianest_workers.platform import queries
+from tests.api.conftest import (
+    DEAD_DATABASE,
+    NOOP,
+    error_of,
+    job_count,
+    post_raw,
+)
+
+_DEEP = b'{"kind": "platform.noop", "payload": {"a": ' + b"[" * 3000 + b"]" * 3000 + b"}}"
+
+
+def _nested_payload(levels: int) -> bytes:
+    inner: Any = 1
+    for _ in range(levels):
+        inner = {"a": inner}
+    return json.dumps({"kind": "platform.noop", "payload": inner}).encode()
+
+
+@pytest.mark.parametrize(
+    ("content", "status", "code", "field"),
+    [
+        (b'{"kind": "platform.noop",', 400, "malformed_json", None),
+        (b"{'kind': 'platform.noop'}", 400, "malformed_json", None),
+        (b"\xff\xfe\x00", 400, "malformed_json", None),
+        (b"[1, 2]", 422, "invalid_body", None),
+        (b'"platform.noop"', 422, "invalid_body", None),
+        (b"42", 422, "invalid_body", None),
+        (b"null", 422, "invalid_body", None),
+        (b"", 422, "body_required", None),
+        (b"{}", 422, "invalid_request", "kind"),
+        (b'{"payload": {}}', 422, "invalid_request", "kind"),
+        (b'{"kind": 5}', 422, "invalid_request", "kind"),
+        (b'{"kind": ["platform.noop"]}', 422, "invalid_request", "kind"),
+        (b'{"kind": ""}', 422, "invalid_request", "kind"),
+        (b'{"kind": "no.such_kind"}', 422, "unknown_kind", "kind"),
+        (b'{"kind": "x\\u0000y"}', 422, "invalid_request", "kind"),
+        (b'{"kind": "\\ud800"}', 422, "invalid_request", "kind"),
+        (
+            b'{"kind": "platform.noop", "payload": {"sleep": "long"}}',
+            422,
+            "invalid_payload",
+            "payload.sleep",
+        ),
+        (
+            b'{"kind": "platform.noop", "payload": {"sleep": -1}}',
+            422,
+            "invalid_payload",
+            "payload.sleep",
+        ),
+        (
+            b'{"kind": "platform.noop", "payload": {"sleep": NaN}}',
+            422,
+            "invalid_payload",
+            "payload.sleep",
+        ),
+        (
+            b'{"kind": "platform.noop", "payload": {"sleep": 1e999}}',
+            422,
+            "invalid_payload",
+            "payload.sleep",
+        ),
+        (
+            b'{"kind": "platform.noop", "payload": {"nope": 1}}',
+            422,
+            "invalid_payload",
+            "payload.nope",
+        ),
+        (
+            b'{"kind": "platform.noop", "payload": {"\\u0000": 1}}',
+            422,
+            "invalid_payload",
+            "payload",
+        ),
+        (b'{"kind": "platform.noop", "payload": [1]}', 422, "invalid_request", "payload"),
+        (b'{"kind": "platform.noop", "payload": null}', 422, "invalid_request", "payload"),
+        (b'{"kind": "platform.noop", "payload": "{}"}', 422, "invalid_request", "payload"),
+        (b'{"kind": "platform.noop", "extra": 1}', 422, "invalid_request", "extra"),
+        (b'{"kind": "platform.noop", "user_id": 7}', 422, "invalid_request", "user_id"),
+        (b'{"kind": "platform.noop", "user_id": "u\\u0000"}', 422, "invalid_request", "user_id"),
+        (_DEEP, 400, "malformed_json", None),
+        (_nested_payload(40), 422, "invalid_payload", None),
+        (
+            b'{"kind": "platform.noop", "payload": {"sleep": ' + b"9" * 5000 + b"}}",
+            400,
+            "malformed_json",
+            None,
+        ),
+    ],
+)
+def test_bad_input_gets_a_4xx_naming_the_field_and_writes_nothing(
+    client, engine, content, status, code, field
+) -> None:
+    response = post_raw(client, content)
+    assert response.status_code == status, response.text
+    error = error_of(response)
+    if code is not None:
+        assert error["code"] == code
+    if field is not None:
+        assert error["field"] == field
+    assert job_count(engine) == 0
+
+
+def test_a_body_that_is_not_json_is_415(client, engine) -> None:
+    response = client.post(
+        "/v1/jobs", content=json.dumps(NOOP).encode(), headers={"Content-Type": "text/plain"}
+    )
+    assert response.status_code == 415
+    assert error_of(response)["field"] == "Content-Type"
+    assert job_count(engine) == 0
+
+
+def test_invalid_payload_lists_every_problem(client) -> None:
+    response = client.post(
+        "/v1/jobs", json={"kind": "platform.noop", "payload": {"sleep": "x", "more": 1}}
+    )
+    assert response.status_code == 422
+    details = error_of(response)["details"]
+    assert {item["field"] for item in details} == {"payload.sleep", "payload.more"}
+
+
+def test_unknown_job_route_and_method_answer_in_the_error_shape(client) -> None:
+    missing = client.get(f"/v1/jobs/{uuid.uuid4()}")
+    assert missing.status_code == 404
+    assert error_of(missing)["code"] == "job_not_found"
+    weird = client.get("/v1/jobs/" + "%00%ff" * 10)
+    assert weird.status_code == 404
+    assert error_of(weird)["code"] == "job_not_found"
+    weird_cancel = client.post("/v1/jobs/a%00b/cancel")
+    assert weird_cancel.status_code == 404
+    assert error_of(weird_cancel)["code"] == "job_not_found"
+    no_route = client.get("/v1/nothing-here")
+    assert no_route.status_code == 404
+    assert error_of(no_route)["code"] == "not_found"
+    wrong_method = client.delete("/v1/jobs")
+    assert wrong_method.status_code == 405
+    assert error_of(wrong_method)["code"] == "method_not_allowed"
+    # Starlette names the methods of the first route matching the path.
+    assert set(wrong_method.headers["Allow"].split(", ")) <= {"GET", "POST"}
+
+
+def test_database_down_answers_503_not_500(client, monkeypatch) -> None:
+    dead = create_engine(DEAD_DATABASE, connect_args={"connect_timeout": 1})
+    monkeypatch.setattr(enqueue_module, "get_engine", lambda: dead)
+    monkeypatch.setattr(queries, "get_engine", lambda: dead)
+    for response in (
+        client.post("/v1/jobs", json=NOOP),
+        client.get(f"/v1/jobs/{uuid.uuid4()}"),
+        client.get("/v1/jobs"),
+    ):
+        assert response.status_code == 503, response.text
+        assert error_of(response)["code"] == "database_unavailable"
+        assert response.headers["Retry-After"]
+    dead.dispose()
