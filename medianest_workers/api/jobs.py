@@ -107,13 +107,13 @@ def create_job(
 @router.post(
     "/jobs/batch", status_code=202, response_model=BatchAccepted, responses=ERROR_RESPONSES
 )
-def create_jobs(
-    body: BatchCreate,
-    request: Request,
-    idempotency_key: IdempotencyKey = None,
-) -> BatchAccepted:
-    """Enqueue up to 100 jobs in one transaction: all are accepted, or none is."""
-    if idempotency_key is not None:
+def create_jobs(body: BatchCreate, request: Request) -> BatchAccepted:
+    """Enqueue up to 100 jobs in one transaction: all are accepted, or none is.
+
+    Each job carries its own `idempotency_key`; the batch takes no `Idempotency-Key` header.
+    """
+    # Read from the request, not declared: the OpenAPI document must not offer the header.
+    if IDEMPOTENCY_HEADER in request.headers:
         raise ApiError(
             422,
             "invalid_request",

@@ -209,6 +209,31 @@ def test_a_batch_takes_keys_per_job_not_in_the_header(client, engine) -> None:
     assert job_count(engine) == 0
 
 
+def test_the_batch_endpoint_does_not_offer_the_header_it_refuses(client) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+
+    def headers(path: str) -> set[str]:
+        parameters = paths[path]["post"].get("parameters", [])
+        return {parameter["name"] for parameter in parameters if parameter["in"] == "header"}
+
+    assert "Idempotency-Key" in headers("/v1/jobs")
+    assert "Idempotency-Key" not in headers("/v1/jobs/batch")
+    batch_item = client.get("/openapi.json").json()["components"]["schemas"]["BatchJobCreate"]
+    assert "idempotency_key" in batch_item["properties"]  # where a batch takes its keys
+
+
+@pytest.mark.parametrize("raw", [b"whole", b"", "ключ".encode(), b"\xff"])
+def test_a_batch_refuses_any_idempotency_key_header(client, engine, raw) -> None:
+    response = client.post(
+        "/v1/jobs/batch", json={"jobs": [NOOP]}, headers={"Idempotency-Key": raw}
+    )
+    assert response.status_code == 422, response.text
+    error = error_of(response)
+    assert error["field"] == "Idempotency-Key"
+    assert "idempotency_key" in error["message"]
+    assert job_count(engine) == 0
+
+
 def test_a_batch_conflicting_with_an_existing_key_is_409_naming_the_job(client, engine) -> None:
     assert client.post("/v1/jobs", json=NOOP, headers={"Idempotency-Key": "c-1"}).status_code == 202
     jobs = [NOOP, {"kind": "platform.noop", "payload": {"sleep": 2}, "idempotency_key": "c-1"}]
