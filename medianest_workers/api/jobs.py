@@ -51,15 +51,45 @@ REPLAYED_HEADER = "Idempotent-Replayed"
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)], tags=["jobs"])
 
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias=IDEMPOTENCY_HEADER,
-        min_length=1,
-        max_length=MAX_KEY_LENGTH,
-        description="Makes the request safe to retry: the same key returns the same job",
-    ),
-]
+
+def idempotency_key_header(
+    raw: Annotated[
+        str | None,
+        Header(
+            alias=IDEMPOTENCY_HEADER,
+            description="Makes the request safe to retry: the same key returns the same job",
+            # Documented, not enforced here: the length counts characters once decoded.
+            json_schema_extra={"minLength": 1, "maxLength": MAX_KEY_LENGTH},
+        ),
+    ] = None,
+) -> str | None:
+    """The `Idempotency-Key` header decoded as UTF-8 (None when absent); 422 when unusable.
+
+    Starlette decodes header bytes as latin-1, one character per byte, so encoding back to
+    latin-1 gives exactly the bytes the client sent.
+    """
+    if raw is None:
+        return None
+    try:
+        key = raw.encode("latin-1").decode("utf-8")
+    except UnicodeDecodeError:
+        raise ApiError(
+            422,
+            "invalid_request",
+            f"the {IDEMPOTENCY_HEADER} header is not valid UTF-8",
+            field=IDEMPOTENCY_HEADER,
+        ) from None
+    if not 1 <= len(key) <= MAX_KEY_LENGTH:
+        raise ApiError(
+            422,
+            "invalid_request",
+            f"{IDEMPOTENCY_HEADER}: must be 1 to {MAX_KEY_LENGTH} characters",
+            field=IDEMPOTENCY_HEADER,
+        )
+    return key
+
+
+IdempotencyKey = Annotated[str | None, Depends(idempotency_key_header)]
 JobId = Annotated[str, Path(description="The job id (what enqueue returned)")]
 
 
@@ -72,11 +102,7 @@ def location_of(request: Request, job_id: str) -> str:
 
 
 @router.post("/jobs", status_code=202, response_model=JobAccepted, responses=ERROR_RESPONSES)
-def create_job(
-    body: JobCreate,
-    request: Request,
-    idempotency_key: IdempotencyKey = None,
-) -> Response:
+def create_job(body: JobCreate, request: Request, idempotency_key: IdempotencyKey) -> Response:
     """Enqueue one job."""
     _check_request(body, "", idempotency_key, IDEMPOTENCY_HEADER)
     try:

@@ -107,6 +107,58 @@ def test_an_empty_or_overlong_idempotency_key_is_422(client, engine, key) -> Non
     assert job_count(engine) == 0
 
 
+@pytest.mark.parametrize(
+    "key", ["ключ", "é" * 255, "注文-42"], ids=["cyrillic", "255-chars", "cjk"]
+)
+def test_a_non_ascii_idempotency_key_is_read_as_utf8(client, engine, key) -> None:
+    headers = {"Idempotency-Key": key.encode("utf-8")}
+    first = client.post("/v1/jobs", json=NOOP, headers=headers)
+    assert first.status_code == 202, first.text
+    assert first.json()["idempotency_key"] == key
+    assert job_row(engine, first.json()["id"])["idempotency_key"] == key
+    assert client.get(first.headers["Location"]).json()["idempotency_key"] == key
+    again = client.post("/v1/jobs", json=NOOP, headers=headers)
+    assert again.json()["id"] == first.json()["id"]
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert job_count(engine) == 1
+
+
+def test_an_idempotency_key_of_more_than_255_characters_is_422(client, engine) -> None:
+    response = client.post("/v1/jobs", json=NOOP, headers={"Idempotency-Key": "é".encode() * 256})
+    assert response.status_code == 422, response.text
+    error = error_of(response)
+    assert error["code"] == "invalid_request"
+    assert error["field"] == "Idempotency-Key"
+    assert "255" in error["message"]
+    assert job_count(engine) == 0
+
+
+def test_an_idempotency_key_that_is_not_utf8_is_422(live_server, engine) -> None:
+    # A real server: the TestClient would re-encode the header's bytes as UTF-8 on the way.
+    for raw in (b"\xff\xfe", "ключ".encode("cp1251"), b"ok-\xc3"):
+        response = httpx.post(
+            f"{live_server}/v1/jobs",
+            json=NOOP,
+            headers={"X-API-Key": API_KEY, "Idempotency-Key": raw},
+            timeout=30,
+        )
+        assert response.status_code == 422, response.text
+        error = error_of(response)
+        assert error["code"] == "invalid_request"
+        assert error["field"] == "Idempotency-Key"
+        assert "not valid UTF-8" in error["message"]
+    assert job_count(engine) == 0
+
+
+def test_the_idempotency_key_header_is_documented_with_its_bounds(client) -> None:
+    parameters = client.get("/openapi.json").json()["paths"]["/v1/jobs"]["post"]["parameters"]
+    (header,) = [item for item in parameters if item["name"] == "Idempotency-Key"]
+    assert header["in"] == "header" and header["required"] is False
+    assert header["description"]
+    assert header["schema"]["minLength"] == 1
+    assert header["schema"]["maxLength"] == 255
+
+
 def test_twenty_concurrent_posts_with_one_key_make_one_job(live_server, engine) -> None:
     """RELIABILITY #17: exactly one row; every response carries the same job id."""
     headers = {"X-API-Key": API_KEY, "Idempotency-Key": "concurrent-17"}
@@ -222,7 +274,9 @@ def test_the_batch_endpoint_does_not_offer_the_header_it_refuses(client) -> None
     assert "idempotency_key" in batch_item["properties"]  # where a batch takes its keys
 
 
-@pytest.mark.parametrize("raw", [b"whole", b"", "ключ".encode(), b"\xff"])
+@pytest.mark.parametrize(
+    "raw", [b"whole", b"", "ключ".encode(), b"\xff"], ids=["ascii", "empty", "utf8", "not-utf8"]
+)
 def test_a_batch_refuses_any_idempotency_key_header(client, engine, raw) -> None:
     response = client.post(
         "/v1/jobs/batch", json={"jobs": [NOOP]}, headers={"Idempotency-Key": raw}
