@@ -14,7 +14,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 
-from medianest_workers.api.auth import require_api_key
+from medianest_workers.api.auth import KeyFirstRoute, require_api_key
 from medianest_workers.api.errors import ApiError
 from medianest_workers.api.middleware import correlation_id_of
 from medianest_workers.api.schemas import (
@@ -49,7 +49,9 @@ ENQUEUED_BY = "api"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 
-router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)], tags=["jobs"])
+router = APIRouter(
+    prefix="/v1", route_class=KeyFirstRoute, dependencies=[Depends(require_api_key)], tags=["jobs"]
+)
 
 
 def idempotency_key_header(

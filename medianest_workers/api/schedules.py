@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request, Response
 
-from medianest_workers.api.auth import require_api_key
+from medianest_workers.api.auth import KeyFirstRoute, require_api_key
 from medianest_workers.api.errors import ApiError
 from medianest_workers.api.jobs import location_of
 from medianest_workers.api.middleware import correlation_id_of
@@ -23,7 +23,12 @@ from medianest_workers.db.session import session_scope
 from medianest_workers.platform import queries, schedule_runs
 from medianest_workers.platform.errors import UnknownScheduleError
 
-router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)], tags=["schedules"])
+router = APIRouter(
+    prefix="/v1",
+    route_class=KeyFirstRoute,
+    dependencies=[Depends(require_api_key)],
+    tags=["schedules"],
+)
 
 ScheduleName = Annotated[str, Path(max_length=200, description="The schedule's name")]
 

@@ -45,6 +45,24 @@ def test_every_v1_endpoint_needs_a_valid_key(client, engine, method, path, key) 
     assert job_count(engine) == 0
 
 
+@pytest.mark.parametrize(
+    "content_type", [None, "application/json", "text/plain", "application/x-www-form-urlencoded"]
+)
+@pytest.mark.parametrize("content", [b"{not json", b"[1]", b'{"kind": "platform.noop"}'])
+@pytest.mark.parametrize("path", ["/v1/jobs", "/v1/jobs/batch", "/v1/schedules/tests.tick/run"])
+def test_the_key_is_checked_before_the_body_is_read(
+    client, engine, path, content, content_type
+) -> None:
+    client.headers.pop("X-API-Key")
+    headers = {} if content_type is None else {"Content-Type": content_type}
+    response = client.post(path, content=content, headers=headers)
+    assert response.status_code == 401, response.text
+    error = error_of(response)
+    assert error["code"] == "unauthorized"
+    assert error["field"] == "X-API-Key"
+    assert job_count(engine) == 0
+
+
 def test_any_configured_key_is_accepted(client) -> None:
     response = client.post("/v1/jobs", json=NOOP, headers={"X-API-Key": OTHER_KEY})
     assert response.status_code == 202

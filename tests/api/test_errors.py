@@ -122,6 +122,82 @@ def test_a_body_that_is_not_json_is_415(client, engine) -> None:
     assert job_count(engine) == 0
 
 
+BATCH = {"jobs": [NOOP, {"kind": "tests.effect"}]}
+
+
+@pytest.mark.parametrize(("path", "body"), [("/v1/jobs", NOOP), ("/v1/jobs/batch", BATCH)])
+def test_a_json_body_without_a_content_type_is_read_as_json(client, engine, path, body) -> None:
+    response = client.post(path, content=json.dumps(body).encode())
+    assert "content-type" not in response.request.headers
+    assert response.status_code == 202, response.text
+    assert job_count(engine) == (1 if path == "/v1/jobs" else 2)
+
+
+@pytest.mark.parametrize(
+    ("content", "status", "code", "field"),
+    [
+        (b'{"kind": "platform.noop",', 400, "malformed_json", None),
+        (b"\xff\xfe\x00", 400, "malformed_json", None),
+        (b"[1, 2]", 422, "invalid_body", None),
+        (b'{"kind": "no.such_kind"}', 422, "unknown_kind", "kind"),
+        (
+            b'{"kind": "platform.noop", "payload": {"sleep": -1}}',
+            422,
+            "invalid_payload",
+            "payload.sleep",
+        ),
+    ],
+)
+def test_without_a_content_type_bad_json_is_refused_as_with_one(
+    client, engine, content, status, code, field
+) -> None:
+    response = client.post("/v1/jobs", content=content)
+    assert "content-type" not in response.request.headers
+    assert response.status_code == status, response.text
+    error = error_of(response)
+    assert error["code"] == code
+    assert error["field"] == field
+    assert job_count(engine) == 0
+
+
+@pytest.mark.parametrize("path", ["/v1/jobs", "/v1/jobs/batch"])
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "text/plain",
+        "text/plain; charset=utf-8",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "application/xml",
+        "text/json",
+    ],
+)
+def test_a_content_type_that_is_not_json_is_415_naming_it(
+    client, engine, path, content_type
+) -> None:
+    body = NOOP if path == "/v1/jobs" else BATCH
+    response = client.post(
+        path, content=json.dumps(body).encode(), headers={"Content-Type": content_type}
+    )
+    assert response.status_code == 415, response.text
+    error = error_of(response)
+    assert error["code"] == "unsupported_media_type"
+    assert error["field"] == "Content-Type"
+    assert "application/json" in error["message"]
+    assert job_count(engine) == 0
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/json; charset=utf-8", "application/merge-patch+json"]
+)
+def test_json_content_types_with_parameters_or_suffixes_are_json(
+    client, engine, content_type
+) -> None:
+    response = post_raw(client, json.dumps(NOOP).encode(), **{"Content-Type": content_type})
+    assert response.status_code == 202, response.text
+    assert job_count(engine) == 1
+
+
 def test_invalid_payload_lists_every_problem(client) -> None:
     response = client.post(
         "/v1/jobs", json={"kind": "platform.noop", "payload": {"sleep": "x", "more": 1}}
