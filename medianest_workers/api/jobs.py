@@ -33,7 +33,7 @@ from medianest_workers.api.schemas import (
 )
 from medianest_workers.db.job_states import JobState
 from medianest_workers.platform import queries
-from medianest_workers.platform.enqueue import Enqueued, JobRequest, enqueue, enqueue_many, validate
+from medianest_workers.platform.enqueue import Enqueued, JobRequest, enqueue, enqueue_many
 from medianest_workers.platform.errors import (
     IdempotencyConflictError,
     InvalidCursorError,
@@ -120,8 +120,8 @@ def create_job(body: JobCreate, request: Request, idempotency_key: IdempotencyKe
         raise _unknown_kind(exc, "kind") from None
     except PayloadInvalidError as exc:
         raise _invalid_payload(exc, "payload") from None
-    except IdempotencyConflictError:
-        raise _conflict(IDEMPOTENCY_HEADER) from None
+    except IdempotencyConflictError as exc:
+        raise _conflict(exc, IDEMPOTENCY_HEADER) from None
     accepted = _accepted([result])[0]
     headers = {"Location": location_of(request, accepted.id)}
     if not result.created:
@@ -148,25 +148,9 @@ def create_jobs(body: BatchCreate, request: Request) -> BatchAccepted:
             "a batch takes no Idempotency-Key header: give each job its own idempotency_key",
             field=IDEMPOTENCY_HEADER,
         )
-    seen: dict[str, int] = {}
     for index, item in enumerate(body.jobs):
         prefix = f"jobs.{index}."
         _check_request(item, prefix, item.idempotency_key, f"{prefix}idempotency_key")
-        try:
-            validate(item.kind, item.payload)
-        except UnknownJobKindError as exc:
-            raise _unknown_kind(exc, f"{prefix}kind") from None
-        except PayloadInvalidError as exc:
-            raise _invalid_payload(exc, f"{prefix}payload") from None
-        if item.idempotency_key is not None:
-            if item.idempotency_key in seen:
-                raise ApiError(
-                    422,
-                    "duplicate_idempotency_key",
-                    f"the same idempotency_key as jobs.{seen[item.idempotency_key]}",
-                    field=f"{prefix}idempotency_key",
-                )
-            seen[item.idempotency_key] = index
     requests = [
         JobRequest(
             kind=item.kind,
@@ -176,17 +160,25 @@ def create_jobs(body: BatchCreate, request: Request) -> BatchAccepted:
         )
         for item in body.jobs
     ]
+    # enqueue_many validates each job and says which one was wrong (the error's index).
     try:
         results = enqueue_many(
             requests, enqueued_by=ENQUEUED_BY, correlation_id=correlation_id_of(request)
         )
-    except IdempotencyConflictError as exc:
-        index = seen.get(exc.key)
-        raise _conflict(None if index is None else f"jobs.{index}.idempotency_key") from None
-    except UnknownJobKindError as exc:  # checked above; kept so that it can never be a 500
-        raise _unknown_kind(exc, "jobs") from None
+    except UnknownJobKindError as exc:
+        raise _unknown_kind(exc, f"jobs.{exc.index}.kind") from None
     except PayloadInvalidError as exc:
-        raise _invalid_payload(exc, "jobs") from None
+        raise _invalid_payload(exc, f"jobs.{exc.index}.payload") from None
+    except IdempotencyConflictError as exc:
+        field = f"jobs.{exc.index}.idempotency_key"
+        if exc.duplicate_of is not None:
+            raise ApiError(
+                422,
+                "duplicate_idempotency_key",
+                f"the same idempotency_key as jobs.{exc.duplicate_of}",
+                field=field,
+            ) from None
+        raise _conflict(exc, field) from None
     return BatchAccepted(jobs=_accepted(results))
 
 
@@ -246,11 +238,12 @@ def _invalid_payload(exc: PayloadInvalidError, field: str) -> ApiError:
     )
 
 
-def _conflict(field: str | None) -> ApiError:
+def _conflict(exc: IdempotencyConflictError, field: str) -> ApiError:
     return ApiError(
         409,
         "idempotency_conflict",
-        "this idempotency key already belongs to a job with another kind or payload",
+        f"this idempotency key already belongs to job {exc.job_id}, enqueued with another"
+        " kind or payload",
         field=field,
     )
 

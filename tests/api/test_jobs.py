@@ -13,6 +13,7 @@ import pytest
 import redis
 from celery import Celery
 
+from medianest_workers.api import jobs as api_jobs
 from medianest_workers.platform import celery_app as celery_app_module
 from medianest_workers.platform import enqueue as enqueue_module
 from medianest_workers.platform.rescuer import rescue
@@ -252,6 +253,61 @@ def test_a_bad_batch_is_refused_whole(client, engine, body, status, code, field)
     assert job_count(engine) == 0
 
 
+def test_each_job_of_a_batch_is_validated_once(client, engine, monkeypatch) -> None:
+    calls: list[str] = []
+    real = enqueue_module.validate
+
+    def counting(kind, payload, **options):
+        calls.append(kind)
+        return real(kind, payload, **options)
+
+    monkeypatch.setattr(enqueue_module, "validate", counting)
+    monkeypatch.setattr(api_jobs, "validate", counting, raising=False)
+    jobs = [NOOP, {"kind": "tests.effect"}, {**NOOP, "idempotency_key": "once"}]
+    response = client.post("/v1/jobs/batch", json={"jobs": jobs})
+    assert response.status_code == 202, response.text
+    assert calls == ["platform.noop", "tests.effect", "platform.noop"]
+    assert job_count(engine) == 3
+
+
+@pytest.mark.parametrize(
+    ("jobs", "code", "field", "message"),
+    [
+        (
+            [NOOP, NOOP, {"kind": "no.such_kind"}],
+            "unknown_kind",
+            "jobs.2.kind",
+            "GET /v1/job-kinds",
+        ),
+        (
+            [NOOP, NOOP, NOOP, {"kind": "platform.noop", "payload": {"sleep": -1, "x": 1}}],
+            "invalid_payload",
+            "jobs.3.payload.sleep",
+            "jobs.3.payload.sleep",
+        ),
+        (
+            [{**NOOP, "idempotency_key": "k"}, NOOP, {**NOOP, "idempotency_key": "k"}],
+            "duplicate_idempotency_key",
+            "jobs.2.idempotency_key",
+            "jobs.0",
+        ),
+    ],
+)
+def test_a_batch_refusal_names_the_job_by_its_index(
+    client, engine, jobs, code, field, message
+) -> None:
+    response = client.post("/v1/jobs/batch", json={"jobs": jobs})
+    assert response.status_code == 422, response.text
+    error = error_of(response)
+    assert error["code"] == code
+    assert error["field"] == field
+    assert message in error["message"]
+    if code == "invalid_payload":
+        details = {item["field"] for item in error["details"]}
+        assert details == {"jobs.3.payload.sleep", "jobs.3.payload.x"}
+    assert job_count(engine) == 0
+
+
 def test_a_batch_takes_keys_per_job_not_in_the_header(client, engine) -> None:
     response = client.post(
         "/v1/jobs/batch", json={"jobs": [NOOP]}, headers={"Idempotency-Key": "whole"}
@@ -297,6 +353,21 @@ def test_a_batch_conflicting_with_an_existing_key_is_409_naming_the_job(client, 
     assert error["code"] == "idempotency_conflict"
     assert error["field"] == "jobs.1.idempotency_key"
     assert job_count(engine) == 1
+
+
+def test_a_key_conflict_names_the_job_holding_the_key(client) -> None:
+    held = client.post("/v1/jobs", json=NOOP, headers={"Idempotency-Key": "c-2"}).json()["id"]
+    other = {"kind": "platform.noop", "payload": {"sleep": 2}}
+    single = client.post("/v1/jobs", json=other, headers={"Idempotency-Key": "c-2"})
+    batch = client.post(
+        "/v1/jobs/batch", json={"jobs": [NOOP, NOOP, {**other, "idempotency_key": "c-2"}]}
+    )
+    for response, field in ((single, "Idempotency-Key"), (batch, "jobs.2.idempotency_key")):
+        assert response.status_code == 409, response.text
+        error = error_of(response)
+        assert error["code"] == "idempotency_conflict"
+        assert error["field"] == field
+        assert held in error["message"]
 
 
 # --- read and list -------------------------------------------------------------------------
