@@ -3,6 +3,8 @@
 Enqueue answers 202 with the job and a `Location` to poll. A repeat with the same
 `Idempotency-Key` and the same kind and payload answers 202 with the same job as it is now,
 `created: false` and `Idempotent-Replayed: true`; the same key with another request is 409.
+The platform's refusals (unknown kind, invalid payload, key conflict, no such job, finished
+job, bad cursor) propagate to their handlers in api/errors.py.
 When the broker is down the job is still accepted (the ledger row is the promise; the rescuer
 publishes it later): 202 with `published: false`.
 """
@@ -15,7 +17,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 
 from medianest_workers.api.auth import KeyFirstRoute, require_api_key
-from medianest_workers.api.errors import ApiError
+from medianest_workers.api.errors import IDEMPOTENCY_HEADER, ApiError
 from medianest_workers.api.middleware import correlation_id_of
 from medianest_workers.api.schemas import (
     ERROR_RESPONSES,
@@ -34,19 +36,11 @@ from medianest_workers.api.schemas import (
 from medianest_workers.db.job_states import JobState
 from medianest_workers.platform import queries
 from medianest_workers.platform.enqueue import Enqueued, JobRequest, enqueue, enqueue_many
-from medianest_workers.platform.errors import (
-    IdempotencyConflictError,
-    InvalidCursorError,
-    JobFinishedError,
-    JobNotFoundError,
-    PayloadInvalidError,
-    UnknownJobKindError,
-)
+from medianest_workers.platform.errors import JobNotFoundError
 from medianest_workers.platform.registry import all_specs
 
 #: Who the ledger records as having enqueued jobs that came through this API.
 ENQUEUED_BY = "api"
-IDEMPOTENCY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 
 router = APIRouter(
@@ -107,21 +101,14 @@ def location_of(request: Request, job_id: str) -> str:
 def create_job(body: JobCreate, request: Request, idempotency_key: IdempotencyKey) -> Response:
     """Enqueue one job."""
     _check_request(body, "", idempotency_key, IDEMPOTENCY_HEADER)
-    try:
-        result = enqueue(
-            body.kind,
-            body.payload,
-            idempotency_key=idempotency_key,
-            user_id=body.user_id,
-            enqueued_by=ENQUEUED_BY,
-            correlation_id=correlation_id_of(request),
-        )
-    except UnknownJobKindError as exc:
-        raise _unknown_kind(exc, "kind") from None
-    except PayloadInvalidError as exc:
-        raise _invalid_payload(exc, "payload") from None
-    except IdempotencyConflictError as exc:
-        raise _conflict(exc, IDEMPOTENCY_HEADER) from None
+    result = enqueue(
+        body.kind,
+        body.payload,
+        idempotency_key=idempotency_key,
+        user_id=body.user_id,
+        enqueued_by=ENQUEUED_BY,
+        correlation_id=correlation_id_of(request),
+    )
     accepted = _accepted([result])[0]
     headers = {"Location": location_of(request, accepted.id)}
     if not result.created:
@@ -160,25 +147,10 @@ def create_jobs(body: BatchCreate, request: Request) -> BatchAccepted:
         )
         for item in body.jobs
     ]
-    # enqueue_many validates each job and says which one was wrong (the error's index).
-    try:
-        results = enqueue_many(
-            requests, enqueued_by=ENQUEUED_BY, correlation_id=correlation_id_of(request)
-        )
-    except UnknownJobKindError as exc:
-        raise _unknown_kind(exc, f"jobs.{exc.index}.kind") from None
-    except PayloadInvalidError as exc:
-        raise _invalid_payload(exc, f"jobs.{exc.index}.payload") from None
-    except IdempotencyConflictError as exc:
-        field = f"jobs.{exc.index}.idempotency_key"
-        if exc.duplicate_of is not None:
-            raise ApiError(
-                422,
-                "duplicate_idempotency_key",
-                f"the same idempotency_key as jobs.{exc.duplicate_of}",
-                field=field,
-            ) from None
-        raise _conflict(exc, field) from None
+    # enqueue_many validates each job; its refusals carry the job's index (api/errors.py).
+    results = enqueue_many(
+        requests, enqueued_by=ENQUEUED_BY, correlation_id=correlation_id_of(request)
+    )
     return BatchAccepted(jobs=_accepted(results))
 
 
@@ -214,40 +186,6 @@ def _accepted(results: list[Enqueued]) -> list[JobAccepted]:
     return accepted
 
 
-def _unknown_kind(exc: UnknownJobKindError, field: str) -> ApiError:
-    return ApiError(
-        422,
-        "unknown_kind",
-        f"{exc}; GET /v1/job-kinds lists the kinds",
-        field=field,
-    )
-
-
-def _invalid_payload(exc: PayloadInvalidError, field: str) -> ApiError:
-    def path(name: str) -> str:
-        return field if name in ("", "payload") else f"{field}.{name}"
-
-    details = [{"field": path(error["field"]), "message": error["message"]} for error in exc.errors]
-    first = details[0] if details else {"field": field, "message": "invalid"}
-    return ApiError(
-        422,
-        "invalid_payload",
-        f"{first['field']}: {first['message']}",
-        field=first["field"],
-        details=details,
-    )
-
-
-def _conflict(exc: IdempotencyConflictError, field: str) -> ApiError:
-    return ApiError(
-        409,
-        "idempotency_conflict",
-        f"this idempotency key already belongs to job {exc.job_id}, enqueued with another"
-        " kind or payload",
-        field=field,
-    )
-
-
 # --- read ----------------------------------------------------------------------------------
 
 
@@ -256,7 +194,7 @@ def get_job(job_id: JobId) -> JobOut:
     """A job's state, attempts, progress, result, last error and timestamps."""
     view = queries.get_job(job_id)
     if view is None:
-        raise _not_found(job_id)
+        raise JobNotFoundError(job_id)
     return JobOut.of(view)
 
 
@@ -283,17 +221,14 @@ def list_jobs(
         check_text(kind, "kind")
     if cursor is not None:
         check_text(cursor, "cursor")
-    try:
-        page = queries.list_jobs(
-            kind=kind,
-            states=state or (),
-            enqueued_after=enqueued_after,
-            enqueued_before=enqueued_before,
-            limit=limit,
-            cursor=cursor,
-        )
-    except InvalidCursorError as exc:
-        raise ApiError(422, "invalid_cursor", str(exc), field="cursor") from None
+    page = queries.list_jobs(
+        kind=kind,
+        states=state or (),
+        enqueued_after=enqueued_after,
+        enqueued_before=enqueued_before,
+        limit=limit,
+        cursor=cursor,
+    )
     return JobList(jobs=[JobOut.of(view) for view in page.jobs], next_cursor=page.next_cursor)
 
 
@@ -308,18 +243,9 @@ def list_jobs(
 def cancel_job(job_id: JobId, response: Response) -> JobOut:
     """Cancel a job: queued → cancelled at once (200); running → asked to stop at its next
     cancellation check (202, `cancel_requested: true`); finished → 409."""
-    try:
-        outcome = queries.cancel_job(job_id)
-    except JobNotFoundError:
-        raise _not_found(job_id) from None
-    except JobFinishedError as exc:
-        raise ApiError(409, "job_finished", str(exc)) from None
+    outcome = queries.cancel_job(job_id)
     response.status_code = 200 if outcome.immediate else 202
     return JobOut.of(outcome.job)
-
-
-def _not_found(job_id: str) -> ApiError:
-    return ApiError(404, "job_not_found", f"no job with id {job_id!r}")
 
 
 # --- kinds ---------------------------------------------------------------------------------

@@ -4,13 +4,27 @@ from __future__ import annotations
 
 import json
 import uuid
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
 from sqlalchemy import create_engine
 
+from medianest_workers.api import errors as api_errors
 from medianest_workers.platform import enqueue as enqueue_module
 from medianest_workers.platform import queries
+from medianest_workers.platform.errors import (
+    IdempotencyConflictError,
+    IdempotencyContentionError,
+    InvalidCursorError,
+    JobFinishedError,
+    JobNotFoundError,
+    PayloadInvalidError,
+    UnknownJobKindError,
+    UnknownScheduleError,
+)
 from tests.api.conftest import (
     DEAD_DATABASE,
     NOOP,
@@ -225,6 +239,77 @@ def test_unknown_job_route_and_method_answer_in_the_error_shape(client) -> None:
     assert error_of(wrong_method)["code"] == "method_not_allowed"
     # Starlette names the methods of the first route matching the path.
     assert set(wrong_method.headers["Allow"].split(", ")) <= {"GET", "POST"}
+
+
+_SEEN_JOB = SimpleNamespace(id="job-9", state="succeeded")
+_PROBLEMS = [{"field": "sleep", "message": "too long"}, {"field": "", "message": "extra"}]
+
+#: (error raised by the platform, status, code, field, a piece of the message)
+PLATFORM_REFUSALS = [
+    (UnknownJobKindError("x.y"), 422, "unknown_kind", "kind", "GET /v1/job-kinds"),
+    (UnknownJobKindError("x.y", index=2), 422, "unknown_kind", "jobs.2.kind", "'x.y'"),
+    (PayloadInvalidError("k", _PROBLEMS), 422, "invalid_payload", "payload.sleep", "too long"),
+    (
+        PayloadInvalidError("k", _PROBLEMS, index=4),
+        422,
+        "invalid_payload",
+        "jobs.4.payload.sleep",
+        "jobs.4.payload.sleep: too long",
+    ),
+    (
+        IdempotencyConflictError("k", "job-1"),
+        409,
+        "idempotency_conflict",
+        "Idempotency-Key",
+        "job-1",
+    ),
+    (
+        IdempotencyConflictError("k", "job-1", index=3),
+        409,
+        "idempotency_conflict",
+        "jobs.3.idempotency_key",
+        "job-1",
+    ),
+    (
+        IdempotencyConflictError("k", "(same batch)", index=3, duplicate_of=1),
+        422,
+        "duplicate_idempotency_key",
+        "jobs.3.idempotency_key",
+        "jobs.1",
+    ),
+    (IdempotencyContentionError("keys moved"), 503, "idempotency_contention", None, "again"),
+    (JobNotFoundError("job-7"), 404, "job_not_found", None, "'job-7'"),
+    (JobFinishedError(_SEEN_JOB), 409, "job_finished", None, "already succeeded"),
+    (InvalidCursorError(), 422, "invalid_cursor", "cursor", "next_cursor"),
+    (UnknownScheduleError("nightly"), 404, "schedule_not_found", None, "'nightly'"),
+]
+
+
+@pytest.mark.parametrize(
+    ("raised", "status", "code", "field", "message"),
+    PLATFORM_REFUSALS,
+    ids=[f"{type(case[0]).__name__}-{case[3]}" for case in PLATFORM_REFUSALS],
+)
+def test_platform_errors_map_to_refusals_in_one_place(raised, status, code, field, message):
+    app = FastAPI()
+    api_errors.install(app)
+
+    @app.get("/raise")
+    def _raise() -> None:
+        raise raised
+
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        response = test_client.get("/raise")
+    assert response.status_code == status, response.text
+    error = error_of(response)
+    assert error["code"] == code
+    assert error["field"] == field
+    assert message in error["message"]
+    if code == "invalid_payload":
+        prefix = field.removesuffix(".sleep")
+        assert [item["field"] for item in error["details"]] == [field, prefix]
+    if status == 503:
+        assert response.headers["Retry-After"]
 
 
 def test_database_down_answers_503_not_500(client, monkeypatch) -> None:
