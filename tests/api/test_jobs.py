@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 import uuid
@@ -16,8 +17,10 @@ from celery import Celery
 from medianest_workers.api import jobs as api_jobs
 from medianest_workers.platform import celery_app as celery_app_module
 from medianest_workers.platform import enqueue as enqueue_module
+from medianest_workers.platform import queries
 from medianest_workers.platform.rescuer import rescue
 from medianest_workers.runtime.embedded import EmbeddedValkey
+from medianest_workers.runtime.jobs_cli import add_job_commands
 from medianest_workers.settings import load_settings
 from tests.api.conftest import (
     API_KEY,
@@ -431,6 +434,42 @@ def test_bad_list_parameters_are_422_naming_the_parameter(client, params, code, 
     error = error_of(response)
     assert error["code"] == code
     assert error["field"] == field
+
+
+def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
+    parser = argparse.ArgumentParser(prog="medianest-workers")
+    add_job_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    assert args.handler(args) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_the_cli_prints_jobs_as_the_api_answers_them(client, engine, capsys) -> None:
+    job_id = client.post("/v1/jobs", json=NOOP, headers={"Idempotency-Key": "cli-api"}).json()["id"]
+    other = client.post("/v1/jobs", json={"kind": "tests.effect", "user_id": "u-3"}).json()["id"]
+    assert client.post(f"/v1/jobs/{other}/cancel").status_code == 200  # an error to show
+    for shown_id in (job_id, other):
+        assert _cli(capsys, "jobs", "show", shown_id) == client.get(f"/v1/jobs/{shown_id}").json()
+    listed = _cli(capsys, "jobs", "list", "--json", "--limit", "1")
+    assert listed == client.get("/v1/jobs", params={"limit": 1}).json()
+    assert listed["next_cursor"] is not None
+    assert listed["jobs"][0]["error"]["error_class"] == "JobCancelledError"
+
+
+def test_the_job_schema_is_the_view_of_a_job(client) -> None:
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    job = schemas["JobOut"]
+    shown = [name for name in queries.JobView.__dataclass_fields__ if name != "worker"]
+    error_at = shown.index("error_class")
+    shown[error_at : error_at + 2] = ["error"]  # error_class and error_message, nested
+    assert list(job["properties"]) == shown
+    assert set(job["required"]) == set(shown)
+    assert job["description"]
+    assert job["properties"]["state"]["description"].startswith("queued, running")
+    assert job["properties"]["error"]["description"]
+    assert job["properties"]["enqueued_at"]["format"] == "date-time"
+    assert job["properties"]["attempts"]["type"] == "integer"
+    assert set(schemas["JobAccepted"]["properties"]) == {*shown, "created", "published"}
 
 
 def test_job_kinds_lists_each_kind_with_its_payload_schema(client) -> None:
