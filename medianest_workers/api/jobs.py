@@ -3,10 +3,11 @@
 Enqueue answers 202 with the job and a `Location` to poll. A repeat with the same
 `Idempotency-Key` and the same kind and payload answers 202 with the same job as it is now,
 `created: false` and `Idempotent-Replayed: true`; the same key with another request is 409.
-The platform's refusals (unknown kind, invalid payload, key conflict, no such job, finished
-job, bad cursor) propagate to their handlers in api/errors.py.
 When the broker is down the job is still accepted (the ledger row is the promise; the rescuer
 publishes it later): 202 with `published: false`.
+
+The platform's refusals (unknown kind, invalid payload, key conflict, no such job, finished
+job, bad cursor) propagate to their handlers in api/errors.py.
 """
 
 from __future__ import annotations
