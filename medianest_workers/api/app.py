@@ -52,6 +52,10 @@ def create_app() -> FastAPI:
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        # A body without a Content-Type is read as JSON. FastAPI's strict default guards
+        # against cross-site requests that skip the CORS preflight, which cannot carry the
+        # X-API-Key header this API requires (and /v1 checks the key before reading a body).
+        strict_content_type=False,
     )
     app.state.redis = health.make_redis_client(settings.require_redis_url())
     app.state.health_checks = ThreadPoolExecutor(max_workers=4, thread_name_prefix="mnw-health")

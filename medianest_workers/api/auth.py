@@ -4,15 +4,21 @@ Each configured key is compared (as SHA-256 digests, so lengths do not leak eith
 `hmac.compare_digest`, and every key is compared whatever the outcome, so the time taken
 says nothing about which key nearly matched. No key configured means every request is
 refused. /healthz, /metrics and the OpenAPI document need no key.
+
+The /v1 routers use `KeyFirstRoute`: the key is checked before FastAPI reads the body, so a
+client without a valid key learns nothing about how its body would have been taken (a
+malformed body is not a 400 before the 401). `require_api_key`, the routers' dependency,
+checks it again and is what the OpenAPI document shows as the security scheme.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
-from fastapi import Security
+from fastapi import Request, Response, Security
+from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader
 from pydantic import SecretStr
 
@@ -39,8 +45,8 @@ def key_matches(candidate: str, keys: Iterable[SecretStr]) -> bool:
     return matched
 
 
-def require_api_key(key: str | None = Security(api_key_header)) -> None:
-    """FastAPI dependency: refuse the request with 401 unless it carries a valid key."""
+def check_api_key(key: str | None) -> None:
+    """Refuse with 401 unless `key` is one of API_KEYS."""
     if not key:
         raise ApiError(
             401,
@@ -57,3 +63,21 @@ def require_api_key(key: str | None = Security(api_key_header)) -> None:
             field=HEADER,
             headers={"WWW-Authenticate": HEADER},
         )
+
+
+def require_api_key(key: str | None = Security(api_key_header)) -> None:
+    """FastAPI dependency: refuse the request with 401 unless it carries a valid key."""
+    check_api_key(key)
+
+
+class KeyFirstRoute(APIRoute):
+    """A route that checks the API key before its body is read and parsed."""
+
+    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+        handler = super().get_route_handler()
+
+        async def key_first(request: Request) -> Response:
+            check_api_key(request.headers.get(HEADER))
+            return await handler(request)
+
+        return key_first

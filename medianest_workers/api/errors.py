@@ -5,13 +5,18 @@
 `details`, one `{field, message}` per problem. FastAPI's own validation errors, 404 and 405
 are rewritten into this shape; database outages answer 503; nothing a client sends can make
 an endpoint answer 500 with a traceback.
+
+The platform's refusals (`PlatformError`s: unknown kind, invalid payload, key conflict, no
+such job or schedule ...) are mapped to responses here and only here (`PLATFORM_ERRORS`);
+endpoints let them propagate. An error's `index` (its job's position in a batch) puts the
+field under `jobs.{index}.`.
 """
 
 from __future__ import annotations
 
 import email.message
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -21,7 +26,22 @@ from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from medianest_workers.platform.errors import (
+    IdempotencyConflictError,
+    IdempotencyContentionError,
+    InvalidCursorError,
+    JobFinishedError,
+    JobNotFoundError,
+    PayloadInvalidError,
+    PlatformError,
+    UnknownJobKindError,
+    UnknownScheduleError,
+)
+
 log = logging.getLogger(__name__)
+
+#: The header a single enqueue takes its idempotency key from (a batch: each job's field).
+IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 MAX_FIELD = 200
 MAX_MESSAGE = 1000
@@ -174,6 +194,105 @@ def _validation_response(request: Request, exc: RequestValidationError) -> JSONR
     )
 
 
+# --- the platform's refusals --------------------------------------------------------------
+
+
+def _at(index: int | None, field: str) -> str:
+    """`field` of a single request, or of job `index` of a batch (`jobs.2.kind`)."""
+    return field if index is None else f"jobs.{index}.{field}"
+
+
+def _unknown_kind(exc: UnknownJobKindError) -> JSONResponse:
+    return error_response(
+        422,
+        "unknown_kind",
+        f"{exc}; GET /v1/job-kinds lists the kinds",
+        field=_at(exc.index, "kind"),
+    )
+
+
+def _invalid_payload(exc: PayloadInvalidError) -> JSONResponse:
+    payload = _at(exc.index, "payload")
+
+    def path(name: str) -> str:
+        return payload if name in ("", "payload") else f"{payload}.{name}"
+
+    details = [{"field": path(error["field"]), "message": error["message"]} for error in exc.errors]
+    first = details[0] if details else {"field": payload, "message": "invalid"}
+    return error_response(
+        422,
+        "invalid_payload",
+        f"{first['field']}: {first['message']}",
+        field=first["field"],
+        details=details,
+    )
+
+
+def _idempotency_conflict(exc: IdempotencyConflictError) -> JSONResponse:
+    field = IDEMPOTENCY_HEADER if exc.index is None else _at(exc.index, "idempotency_key")
+    if exc.duplicate_of is not None:
+        return error_response(
+            422,
+            "duplicate_idempotency_key",
+            f"the same idempotency_key as jobs.{exc.duplicate_of}",
+            field=field,
+        )
+    return error_response(
+        409,
+        "idempotency_conflict",
+        f"this idempotency key already belongs to job {exc.job_id}, enqueued with another"
+        " kind or payload",
+        field=field,
+    )
+
+
+def _idempotency_contention(_exc: IdempotencyContentionError) -> JSONResponse:
+    return error_response(
+        503,
+        "idempotency_contention",
+        "the idempotency keys kept changing hands while the jobs were stored; try again",
+        headers={"Retry-After": "1"},
+    )
+
+
+def _job_not_found(exc: JobNotFoundError) -> JSONResponse:
+    return error_response(404, "job_not_found", f"no job with id {exc.job_id!r}")
+
+
+def _job_finished(exc: JobFinishedError) -> JSONResponse:
+    return error_response(409, "job_finished", str(exc))
+
+
+def _invalid_cursor(exc: InvalidCursorError) -> JSONResponse:
+    return error_response(422, "invalid_cursor", str(exc), field="cursor")
+
+
+def _unknown_schedule(exc: UnknownScheduleError) -> JSONResponse:
+    return error_response(404, "schedule_not_found", f"no schedule named {exc.name!r}")
+
+
+#: Each PlatformError a request can meet, and its response. Any other is a 500 (logged).
+PLATFORM_ERRORS: dict[type[PlatformError], Callable[[Any], JSONResponse]] = {
+    UnknownJobKindError: _unknown_kind,
+    PayloadInvalidError: _invalid_payload,
+    IdempotencyConflictError: _idempotency_conflict,
+    IdempotencyContentionError: _idempotency_contention,
+    JobNotFoundError: _job_not_found,
+    JobFinishedError: _job_finished,
+    InvalidCursorError: _invalid_cursor,
+    UnknownScheduleError: _unknown_schedule,
+}
+
+
+def _platform_handler(
+    respond: Callable[[Any], JSONResponse],
+) -> Callable[[Request, Exception], JSONResponse]:
+    def handle(_request: Request, exc: Exception) -> JSONResponse:
+        return respond(exc)
+
+    return handle
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers that give every refusal the shared shape."""
 
@@ -187,6 +306,9 @@ def install(app: FastAPI) -> None:
             details=exc.details,
             headers=exc.headers,
         )
+
+    for error_class, respond in PLATFORM_ERRORS.items():
+        app.add_exception_handler(error_class, _platform_handler(respond))
 
     @app.exception_handler(RequestValidationError)
     def _request_validation(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -5,6 +5,9 @@ Enqueue answers 202 with the job and a `Location` to poll. A repeat with the sam
 `created: false` and `Idempotent-Replayed: true`; the same key with another request is 409.
 When the broker is down the job is still accepted (the ledger row is the promise; the rescuer
 publishes it later): 202 with `published: false`.
+
+The platform's refusals (unknown kind, invalid payload, key conflict, no such job, finished
+job, bad cursor) propagate to their handlers in api/errors.py.
 """
 
 from __future__ import annotations
@@ -14,8 +17,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 
-from medianest_workers.api.auth import require_api_key
-from medianest_workers.api.errors import ApiError
+from medianest_workers.api.auth import KeyFirstRoute, require_api_key
+from medianest_workers.api.errors import IDEMPOTENCY_HEADER, ApiError
 from medianest_workers.api.middleware import correlation_id_of
 from medianest_workers.api.schemas import (
     ERROR_RESPONSES,
@@ -33,33 +36,57 @@ from medianest_workers.api.schemas import (
 )
 from medianest_workers.db.job_states import JobState
 from medianest_workers.platform import ledger, queries
-from medianest_workers.platform.enqueue import Enqueued, JobRequest, enqueue, enqueue_many, validate
-from medianest_workers.platform.errors import (
-    IdempotencyConflictError,
-    InvalidCursorError,
-    JobFinishedError,
-    JobNotFoundError,
-    PayloadInvalidError,
-    UnknownJobKindError,
-)
+from medianest_workers.platform.enqueue import Enqueued, JobRequest, enqueue, enqueue_many
+from medianest_workers.platform.errors import JobNotFoundError
 from medianest_workers.platform.registry import all_specs
 
 #: Who the ledger records as having enqueued jobs that came through this API.
 ENQUEUED_BY = "api"
-IDEMPOTENCY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 
-router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)], tags=["jobs"])
+router = APIRouter(
+    prefix="/v1", route_class=KeyFirstRoute, dependencies=[Depends(require_api_key)], tags=["jobs"]
+)
 
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias=IDEMPOTENCY_HEADER,
-        min_length=1,
-        max_length=MAX_KEY_LENGTH,
-        description="Makes the request safe to retry: the same key returns the same job",
-    ),
-]
+
+def idempotency_key_header(
+    raw: Annotated[
+        str | None,
+        Header(
+            alias=IDEMPOTENCY_HEADER,
+            description="Makes the request safe to retry: the same key returns the same job",
+            # Documented, not enforced here: the length counts characters once decoded.
+            json_schema_extra={"minLength": 1, "maxLength": MAX_KEY_LENGTH},
+        ),
+    ] = None,
+) -> str | None:
+    """The `Idempotency-Key` header decoded as UTF-8 (None when absent); 422 when unusable.
+
+    Starlette decodes header bytes as latin-1, one character per byte, so encoding back to
+    latin-1 gives exactly the bytes the client sent.
+    """
+    if raw is None:
+        return None
+    try:
+        key = raw.encode("latin-1").decode("utf-8")
+    except UnicodeDecodeError:
+        raise ApiError(
+            422,
+            "invalid_request",
+            f"the {IDEMPOTENCY_HEADER} header is not valid UTF-8",
+            field=IDEMPOTENCY_HEADER,
+        ) from None
+    if not 1 <= len(key) <= MAX_KEY_LENGTH:
+        raise ApiError(
+            422,
+            "invalid_request",
+            f"{IDEMPOTENCY_HEADER}: must be 1 to {MAX_KEY_LENGTH} characters",
+            field=IDEMPOTENCY_HEADER,
+        )
+    return key
+
+
+IdempotencyKey = Annotated[str | None, Depends(idempotency_key_header)]
 JobId = Annotated[str, Path(description="The job id (what enqueue returned)")]
 
 
@@ -72,28 +99,17 @@ def location_of(request: Request, job_id: str) -> str:
 
 
 @router.post("/jobs", status_code=202, response_model=JobAccepted, responses=ERROR_RESPONSES)
-def create_job(
-    body: JobCreate,
-    request: Request,
-    idempotency_key: IdempotencyKey = None,
-) -> Response:
+def create_job(body: JobCreate, request: Request, idempotency_key: IdempotencyKey) -> Response:
     """Enqueue one job."""
     _check_request(body, "", idempotency_key, IDEMPOTENCY_HEADER)
-    try:
-        result = enqueue(
-            body.kind,
-            body.payload,
-            idempotency_key=idempotency_key,
-            user_id=body.user_id,
-            enqueued_by=ENQUEUED_BY,
-            correlation_id=correlation_id_of(request),
-        )
-    except UnknownJobKindError as exc:
-        raise _unknown_kind(exc, "kind") from None
-    except PayloadInvalidError as exc:
-        raise _invalid_payload(exc, "payload") from None
-    except IdempotencyConflictError:
-        raise _conflict(IDEMPOTENCY_HEADER) from None
+    result = enqueue(
+        body.kind,
+        body.payload,
+        idempotency_key=idempotency_key,
+        user_id=body.user_id,
+        enqueued_by=ENQUEUED_BY,
+        correlation_id=correlation_id_of(request),
+    )
     accepted = _accepted([result])[0]
     headers = {"Location": location_of(request, accepted.id)}
     if not result.created:
@@ -107,38 +123,22 @@ def create_job(
 @router.post(
     "/jobs/batch", status_code=202, response_model=BatchAccepted, responses=ERROR_RESPONSES
 )
-def create_jobs(
-    body: BatchCreate,
-    request: Request,
-    idempotency_key: IdempotencyKey = None,
-) -> BatchAccepted:
-    """Enqueue up to 100 jobs in one transaction: all are accepted, or none is."""
-    if idempotency_key is not None:
+def create_jobs(body: BatchCreate, request: Request) -> BatchAccepted:
+    """Enqueue up to 100 jobs in one transaction: all are accepted, or none is.
+
+    Each job carries its own `idempotency_key`; the batch takes no `Idempotency-Key` header.
+    """
+    # Read from the request, not declared: the OpenAPI document must not offer the header.
+    if IDEMPOTENCY_HEADER in request.headers:
         raise ApiError(
             422,
             "invalid_request",
             "a batch takes no Idempotency-Key header: give each job its own idempotency_key",
             field=IDEMPOTENCY_HEADER,
         )
-    seen: dict[str, int] = {}
     for index, item in enumerate(body.jobs):
         prefix = f"jobs.{index}."
         _check_request(item, prefix, item.idempotency_key, f"{prefix}idempotency_key")
-        try:
-            validate(item.kind, item.payload)
-        except UnknownJobKindError as exc:
-            raise _unknown_kind(exc, f"{prefix}kind") from None
-        except PayloadInvalidError as exc:
-            raise _invalid_payload(exc, f"{prefix}payload") from None
-        if item.idempotency_key is not None:
-            if item.idempotency_key in seen:
-                raise ApiError(
-                    422,
-                    "duplicate_idempotency_key",
-                    f"the same idempotency_key as jobs.{seen[item.idempotency_key]}",
-                    field=f"{prefix}idempotency_key",
-                )
-            seen[item.idempotency_key] = index
     requests = [
         JobRequest(
             kind=item.kind,
@@ -148,17 +148,10 @@ def create_jobs(
         )
         for item in body.jobs
     ]
-    try:
-        results = enqueue_many(
-            requests, enqueued_by=ENQUEUED_BY, correlation_id=correlation_id_of(request)
-        )
-    except IdempotencyConflictError as exc:
-        index = seen.get(exc.key)
-        raise _conflict(None if index is None else f"jobs.{index}.idempotency_key") from None
-    except UnknownJobKindError as exc:  # checked above; kept so that it can never be a 500
-        raise _unknown_kind(exc, "jobs") from None
-    except PayloadInvalidError as exc:
-        raise _invalid_payload(exc, "jobs") from None
+    # enqueue_many validates each job; its refusals carry the job's index (api/errors.py).
+    results = enqueue_many(
+        requests, enqueued_by=ENQUEUED_BY, correlation_id=correlation_id_of(request)
+    )
     return BatchAccepted(jobs=_accepted(results))
 
 
@@ -194,39 +187,6 @@ def _accepted(results: list[Enqueued]) -> list[JobAccepted]:
     return accepted
 
 
-def _unknown_kind(exc: UnknownJobKindError, field: str) -> ApiError:
-    return ApiError(
-        422,
-        "unknown_kind",
-        f"{exc}; GET /v1/job-kinds lists the kinds",
-        field=field,
-    )
-
-
-def _invalid_payload(exc: PayloadInvalidError, field: str) -> ApiError:
-    def path(name: str) -> str:
-        return field if name in ("", "payload") else f"{field}.{name}"
-
-    details = [{"field": path(error["field"]), "message": error["message"]} for error in exc.errors]
-    first = details[0] if details else {"field": field, "message": "invalid"}
-    return ApiError(
-        422,
-        "invalid_payload",
-        f"{first['field']}: {first['message']}",
-        field=first["field"],
-        details=details,
-    )
-
-
-def _conflict(field: str | None) -> ApiError:
-    return ApiError(
-        409,
-        "idempotency_conflict",
-        "this idempotency key already belongs to a job with another kind or payload",
-        field=field,
-    )
-
-
 # --- read ----------------------------------------------------------------------------------
 
 
@@ -235,7 +195,7 @@ def get_job(job_id: JobId) -> JobOut:
     """A job's state, attempts, progress, result, last error and timestamps."""
     view = queries.get_job(job_id)
     if view is None:
-        raise _not_found(job_id)
+        raise JobNotFoundError(job_id)
     return JobOut.of(view)
 
 
@@ -262,17 +222,14 @@ def list_jobs(
         check_text(kind, "kind")
     if cursor is not None:
         check_text(cursor, "cursor")
-    try:
-        page = queries.list_jobs(
-            kind=kind,
-            states=state or (),
-            enqueued_after=enqueued_after,
-            enqueued_before=enqueued_before,
-            limit=limit,
-            cursor=cursor,
-        )
-    except InvalidCursorError as exc:
-        raise ApiError(422, "invalid_cursor", str(exc), field="cursor") from None
+    page = queries.list_jobs(
+        kind=kind,
+        states=state or (),
+        enqueued_after=enqueued_after,
+        enqueued_before=enqueued_before,
+        limit=limit,
+        cursor=cursor,
+    )
     return JobList(jobs=[JobOut.of(view) for view in page.jobs], next_cursor=page.next_cursor)
 
 
@@ -287,18 +244,9 @@ def list_jobs(
 def cancel_job(job_id: JobId, response: Response) -> JobOut:
     """Cancel a job: queued → cancelled at once (200); running → asked to stop at its next
     cancellation check (202, `cancel_requested: true`); finished → 409."""
-    try:
-        outcome = ledger.cancel(job_id)
-    except JobNotFoundError:
-        raise _not_found(job_id) from None
-    except JobFinishedError as exc:
-        raise ApiError(409, "job_finished", str(exc)) from None
+    outcome = ledger.cancel(job_id)
     response.status_code = 200 if outcome.immediate else 202
     return JobOut.of(outcome.job)
-
-
-def _not_found(job_id: str) -> ApiError:
-    return ApiError(404, "job_not_found", f"no job with id {job_id!r}")
 
 
 # --- kinds ---------------------------------------------------------------------------------

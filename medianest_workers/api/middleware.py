@@ -37,6 +37,8 @@ class CorrelationIdMiddleware:
             await self.app(scope, receive, send)
             return
         incoming = _header(scope, CORRELATION_HEADER.lower().encode())
+        # latin-1 never fails, and how non-ASCII bytes decode does not matter: a correlation id
+        # is ASCII only, anything else is replaced by a fresh id.
         cid = correlation.sanitize(incoming.decode("latin-1") if incoming else None)
         scope.setdefault("state", {})[_STATE_KEY] = cid
 

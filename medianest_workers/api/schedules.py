@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request, Response
 
-from medianest_workers.api.auth import require_api_key
+from medianest_workers.api.auth import KeyFirstRoute, require_api_key
 from medianest_workers.api.errors import ApiError
 from medianest_workers.api.jobs import location_of
 from medianest_workers.api.middleware import correlation_id_of
@@ -21,9 +21,13 @@ from medianest_workers.api.schemas import (
 )
 from medianest_workers.db.session import session_scope
 from medianest_workers.platform import queries, schedule_runs
-from medianest_workers.platform.errors import UnknownScheduleError
 
-router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)], tags=["schedules"])
+router = APIRouter(
+    prefix="/v1",
+    route_class=KeyFirstRoute,
+    dependencies=[Depends(require_api_key)],
+    tags=["schedules"],
+)
 
 ScheduleName = Annotated[str, Path(max_length=200, description="The schedule's name")]
 
@@ -52,11 +56,9 @@ def list_schedules() -> Schedules:
     "/schedules/{name}/run", status_code=202, response_model=JobAccepted, responses=ERROR_RESPONSES
 )
 def run_schedule(name: ScheduleName, request: Request, response: Response) -> JobAccepted:
-    """Enqueue the schedule's job now (a manual run, recorded with trigger `manual`)."""
-    try:
-        result = schedule_runs.run_now(name, correlation_id=correlation_id_of(request))
-    except UnknownScheduleError:
-        raise ApiError(404, "schedule_not_found", f"no schedule named {name!r}") from None
+    """Enqueue the schedule's job now (a manual run, recorded with trigger `manual`); an
+    unknown name is 404 `schedule_not_found`."""
+    result = schedule_runs.run_now(name, correlation_id=correlation_id_of(request))
     view = queries.get_job(result.job_id)
     if view is None:
         raise ApiError(409, "job_vanished", f"job {result.job_id} no longer exists")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
-from typing import Any
+import typing
+from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from medianest_workers.api.errors import ApiError
 from medianest_workers.platform.queries import JobView
@@ -95,63 +97,66 @@ class JobErrorOut(BaseModel):
     message: str | None
 
 
-class JobOut(BaseModel):
-    """A job as the ledger knows it now."""
+#: What the API says of a JobView field beyond its name and type (the OpenAPI descriptions).
+_JOB_DESCRIPTIONS = {
+    "state": "queued, running, succeeded, failed, dead or cancelled",
+    "cancel_requested": "Cancellation was asked for: a running job stops at its next check",
+    "expires_at": "Not started by then: cancelled",
+}
+#: JobView fields the API does not show as they are: the last error is one nested object
+#: (`error`), and which worker runs a job is the platform's business.
+_JOB_ERROR_FIELDS = ("error_class", "error_message")
+_JOB_HIDDEN_FIELDS = ("worker",)
+_SHOWN_JOB_FIELDS = tuple(
+    field.name
+    for field in dataclasses.fields(JobView)
+    if field.name not in (*_JOB_ERROR_FIELDS, *_JOB_HIDDEN_FIELDS)
+)
 
-    id: str
-    kind: str
-    queue: str
-    state: str = Field(description="queued, running, succeeded, failed, dead or cancelled")
-    attempts: int
-    max_attempts: int
-    payload: dict[str, Any]
-    progress: dict[str, Any] | None
-    result: dict[str, Any] | None
-    error: JobErrorOut | None = Field(description="The last error, if any")
-    cancel_requested: bool
-    idempotency_key: str | None
-    correlation_id: str
-    enqueued_by: str
-    user_id: str | None
-    schedule_name: str | None
-    trigger: str | None
-    enqueued_at: dt.datetime
-    started_at: dt.datetime | None
-    heartbeat_at: dt.datetime | None
-    finished_at: dt.datetime | None
-    expires_at: dt.datetime | None = Field(description="Not started by then: cancelled")
+
+class _JobOutBase(BaseModel):
+    """The behaviour of JobOut; its fields are JobView's (see `_job_fields`)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_view(cls, data: Any) -> Any:
+        if not isinstance(data, JobView):
+            return data
+        values = {name: getattr(data, name) for name in _SHOWN_JOB_FIELDS}
+        values["error"] = (
+            None
+            if data.error_class is None
+            else {"error_class": data.error_class, "message": data.error_message}
+        )
+        return values
 
     @classmethod
-    def of(cls, view: JobView) -> JobOut:
-        error = (
-            None
-            if view.error_class is None
-            else JobErrorOut(error_class=view.error_class, message=view.error_message)
-        )
-        return cls(
-            id=view.id,
-            kind=view.kind,
-            queue=view.queue,
-            state=view.state,
-            attempts=view.attempts,
-            max_attempts=view.max_attempts,
-            payload=view.payload,
-            progress=view.progress,
-            result=view.result,
-            error=error,
-            cancel_requested=view.cancel_requested,
-            idempotency_key=view.idempotency_key,
-            correlation_id=view.correlation_id,
-            enqueued_by=view.enqueued_by,
-            user_id=view.user_id,
-            schedule_name=view.schedule_name,
-            trigger=view.trigger,
-            enqueued_at=view.enqueued_at,
-            started_at=view.started_at,
-            heartbeat_at=view.heartbeat_at,
-            finished_at=view.finished_at,
-            expires_at=view.expires_at,
-        )
+    def of(cls, view: JobView) -> Self:
+        """The job as the API (and the CLI) shows it."""
+        return cls.model_validate(view)
+
+
+def _job_fields() -> dict[str, Any]:
+    """JobOut's fields: JobView's in its order and with its types, `error` for the two error
+    columns, so that a field added to JobView appears in the API without being copied."""
+    types = typing.get_type_hints(JobView)
+    fields: dict[str, Any] = {}
+    for field in dataclasses.fields(JobView):
+        if field.name == _JOB_ERROR_FIELDS[0]:
+            fields["error"] = (JobErrorOut | None, Field(description="The last error, if any"))
+        elif field.name in _SHOWN_JOB_FIELDS:
+            description = _JOB_DESCRIPTIONS.get(field.name)
+            fields[field.name] = (types[field.name], Field(description=description))
+    return fields
+
+
+JobOut = create_model(
+    "JobOut",
+    __base__=_JobOutBase,
+    __doc__="A job as the ledger knows it now.",
+    __module__=__name__,
+    **_job_fields(),
+)
 
 
 class JobAccepted(JobOut):

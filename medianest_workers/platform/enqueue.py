@@ -56,11 +56,16 @@ class Enqueued:
     row: dict[str, Any] | None = None
 
 
-def validate(kind: str, payload: dict[str, Any]) -> tuple[JobSpec, dict[str, Any]]:
-    """The job kind's spec and the payload as its schema normalises it, or a clear error."""
+def validate(
+    kind: str, payload: dict[str, Any], *, index: int | None = None
+) -> tuple[JobSpec, dict[str, Any]]:
+    """The job kind's spec and the payload as its schema normalises it, or a clear error.
+
+    `index` (the request's position in a batch) is carried by the error.
+    """
     spec = find_spec(kind)
     if spec is None:
-        raise UnknownJobKindError(kind)
+        raise UnknownJobKindError(kind, index=index)
     try:
         model: BaseModel = spec.payload_model.model_validate(payload)
     except ValidationError as exc:
@@ -71,7 +76,7 @@ def validate(kind: str, payload: dict[str, Any]) -> tuple[JobSpec, dict[str, Any
             }
             for error in exc.errors()
         ]
-        raise PayloadInvalidError(kind, errors) from None
+        raise PayloadInvalidError(kind, errors, index=index) from None
     return spec, model.model_dump(mode="json")
 
 
@@ -97,7 +102,9 @@ def enqueue(
         trigger=trigger,
         expires_in=expires_in,
     )
-    return enqueue_many([request], enqueued_by=enqueued_by, correlation_id=correlation_id)[0]
+    return _enqueue([request], enqueued_by=enqueued_by, correlation_id=correlation_id, batch=False)[
+        0
+    ]
 
 
 def enqueue_many(
@@ -106,16 +113,31 @@ def enqueue_many(
     enqueued_by: str = "service",
     correlation_id: str | None = None,
 ) -> list[Enqueued]:
-    """Enqueue many jobs in one transaction and one pipelined publish (all or none are accepted)."""
+    """Enqueue many jobs in one transaction and one pipelined publish (all or none are accepted).
+
+    A refusal (UnknownJobKindError, PayloadInvalidError, IdempotencyConflictError, also for
+    a key given twice in the batch) carries the `index` of the offending request.
+    """
+    return _enqueue(requests, enqueued_by=enqueued_by, correlation_id=correlation_id, batch=True)
+
+
+def _enqueue(
+    requests: Sequence[JobRequest],
+    *,
+    enqueued_by: str,
+    correlation_id: str | None,
+    batch: bool,
+) -> list[Enqueued]:
     cid = correlation_id or correlation.current() or correlation.new_correlation_id()
-    rows, specs = _rows(requests, enqueued_by=enqueued_by, correlation_id=cid)
+    rows, specs = _rows(requests, enqueued_by=enqueued_by, correlation_id=cid, batch=batch)
     with get_engine().begin() as connection:
         inserted = ledger.insert_jobs(connection, rows)
         holders = inserted.holders
         existing = _existing_jobs(connection, holders)
-        for row in rows:  # a conflict rolls the whole batch back
+        for index, row in enumerate(rows):  # a conflict rolls the whole batch back
             if holders[row["id"]] != row["id"]:
-                _check_same_request(row, holders[row["id"]], existing[holders[row["id"]]])
+                holder = holders[row["id"]]
+                _check_same_request(row, holder, existing[holder], index=index if batch else None)
     created = [row for row in rows if holders[row["id"]] == row["id"]]
     failed = publish([(row["id"], row["kind"], row["queue"], cid) for row in created])
     if failed:
@@ -136,16 +158,22 @@ def enqueue_many(
 
 
 def _rows(
-    requests: Sequence[JobRequest], *, enqueued_by: str, correlation_id: str
+    requests: Sequence[JobRequest], *, enqueued_by: str, correlation_id: str, batch: bool
 ) -> tuple[list[dict[str, Any]], list[JobSpec]]:
     rows, specs = [], []
-    keys: set[str] = set()
-    for request in requests:
-        spec, payload = validate(request.kind, request.payload)
+    keys: dict[str, int] = {}  # key -> index of the first request holding it
+    for position, request in enumerate(requests):
+        index = position if batch else None
+        spec, payload = validate(request.kind, request.payload, index=index)
         if request.idempotency_key is not None:
             if request.idempotency_key in keys:
-                raise IdempotencyConflictError(request.idempotency_key, "(same batch)")
-            keys.add(request.idempotency_key)
+                raise IdempotencyConflictError(
+                    request.idempotency_key,
+                    "(same batch)",
+                    index=index,
+                    duplicate_of=keys[request.idempotency_key],
+                )
+            keys[request.idempotency_key] = position
         specs.append(spec)
         rows.append(
             {
@@ -192,11 +220,15 @@ def _existing_jobs(
 
 
 def _check_same_request(
-    row: dict[str, Any], holder_id: str, existing: tuple[str, dict[str, Any]]
+    row: dict[str, Any],
+    holder_id: str,
+    existing: tuple[str, dict[str, Any]],
+    *,
+    index: int | None,
 ) -> None:
     kind, payload = existing
     if kind != row["kind"] or payload != row["payload"]:
-        raise IdempotencyConflictError(row["idempotency_key"], holder_id)
+        raise IdempotencyConflictError(row["idempotency_key"], holder_id, index=index)
 
 
 def publish(messages: Sequence[tuple[str, str, str, str]], app: Celery | None = None) -> set[str]:

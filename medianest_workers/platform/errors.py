@@ -20,30 +20,51 @@ class PlatformError(MedianestWorkersError):
 
 
 class UnknownJobKindError(PlatformError):
-    """No job is registered under this kind."""
+    """No job is registered under this kind.
 
-    def __init__(self, kind: str) -> None:
+    `index` is the position of the offending request in an `enqueue_many` batch (None for a
+    single `enqueue`); likewise for PayloadInvalidError and IdempotencyConflictError.
+    """
+
+    def __init__(self, kind: str, *, index: int | None = None) -> None:
         super().__init__(f"unknown job kind {kind!r}")
         self.kind = kind
+        self.index = index
 
 
 class PayloadInvalidError(PlatformError):
     """The payload does not match the job kind's schema; `errors` name each field."""
 
-    def __init__(self, kind: str, errors: list[dict[str, str]]) -> None:
+    def __init__(
+        self, kind: str, errors: list[dict[str, str]], *, index: int | None = None
+    ) -> None:
         first = errors[0] if errors else {"field": "payload", "message": "invalid"}
         super().__init__(f"invalid payload for {kind}: {first['field']}: {first['message']}")
         self.kind = kind
         self.errors = errors
+        self.index = index
 
 
 class IdempotencyConflictError(PlatformError):
-    """The idempotency key is held by a job with another kind or payload."""
+    """The idempotency key is held by a job with another kind or payload.
 
-    def __init__(self, key: str, job_id: str) -> None:
+    Or, when `duplicate_of` is set, by the request at that index of the same batch (`job_id`
+    is then "(same batch)": no job holds it yet).
+    """
+
+    def __init__(
+        self,
+        key: str,
+        job_id: str,
+        *,
+        index: int | None = None,
+        duplicate_of: int | None = None,
+    ) -> None:
         super().__init__(f"idempotency key is already used by job {job_id} with another request")
         self.key = key
         self.job_id = job_id
+        self.index = index
+        self.duplicate_of = duplicate_of
 
 
 class IdempotencyContentionError(PlatformError):

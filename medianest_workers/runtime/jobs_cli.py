@@ -4,6 +4,8 @@
 parsed arguments and returns the exit code: 0 done, 1 refused (unknown kind, invalid payload,
 no such job, nothing to cancel), and argparse's 2 for malformed arguments. Results are JSON
 on stdout (`jobs list` prints a compact table unless `--json`); refusals one line on stderr.
+`jobs show` and `jobs list --json` print jobs in the shape GET /v1/jobs/{id} and GET /v1/jobs
+answer (the API's JobOut and JobList make both).
 """
 
 from __future__ import annotations
@@ -144,7 +146,10 @@ def run_list(args: argparse.Namespace) -> int:
     except errors.InvalidCursorError as exc:
         return _refuse(str(exc))
     if args.json:
-        _print_json({"jobs": [job.as_json() for job in page.jobs], "next_cursor": page.next_cursor})
+        from medianest_workers.api.schemas import JobList, JobOut  # noqa: PLC0415
+
+        listed = JobList(jobs=[JobOut.of(job) for job in page.jobs], next_cursor=page.next_cursor)
+        _print_json(listed.model_dump(mode="json"))
         return EXIT_OK
     sys.stdout.write(format_table(page.jobs))
     if page.next_cursor:
@@ -153,12 +158,13 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    from medianest_workers.platform import queries  # noqa: PLC0415 - see the imports
+    from medianest_workers.api.schemas import JobOut  # noqa: PLC0415 - see the imports
+    from medianest_workers.platform import queries  # noqa: PLC0415
 
     job = queries.get_job(args.job_id)
     if job is None:
         return _refuse(f"no job with id {args.job_id!r}")
-    _print_json(job.as_json())
+    _print_json(JobOut.of(job).model_dump(mode="json"))
     return EXIT_OK
 
 

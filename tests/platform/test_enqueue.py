@@ -112,6 +112,50 @@ def test_batch_enqueue_is_one_transaction(engine, session_factory, redis_client,
     assert job_count(engine) == 100
 
 
+NOOP = JobRequest(kind="platform.noop")
+
+
+@pytest.mark.parametrize(
+    ("bad", "error"),
+    [
+        (JobRequest(kind="no.such_kind"), UnknownJobKindError),
+        (JobRequest(kind="platform.noop", payload={"sleep": "x"}), PayloadInvalidError),
+    ],
+)
+def test_a_batch_refusal_carries_the_index_of_the_request(engine, session_factory, bad, error):
+    with pytest.raises(error) as caught:
+        enqueue_many([NOOP, NOOP, bad, NOOP])
+    assert caught.value.index == 2
+    with pytest.raises(error) as single:
+        enqueue(bad.kind, bad.payload)
+    assert single.value.index is None  # no batch, no index
+    assert job_count(engine) == 0
+
+
+def test_a_key_given_twice_in_a_batch_names_both_requests(engine, session_factory) -> None:
+    keyed = JobRequest(kind="platform.noop", idempotency_key="twice")
+    with pytest.raises(IdempotencyConflictError) as caught:
+        enqueue_many([NOOP, keyed, NOOP, keyed])
+    assert caught.value.key == "twice"
+    assert caught.value.index == 3
+    assert caught.value.duplicate_of == 1
+    assert job_count(engine) == 0
+
+
+def test_a_batch_conflicting_with_a_stored_key_carries_the_index(engine, session_factory):
+    first = enqueue("platform.noop", {}, idempotency_key="held")
+    other = JobRequest(kind="platform.noop", payload={"sleep": 1}, idempotency_key="held")
+    with pytest.raises(IdempotencyConflictError) as caught:
+        enqueue_many([NOOP, NOOP, other])
+    assert caught.value.index == 2
+    assert caught.value.job_id == first.job_id
+    assert caught.value.duplicate_of is None
+    with pytest.raises(IdempotencyConflictError) as single:
+        enqueue("platform.noop", {"sleep": 1}, idempotency_key="held")
+    assert single.value.index is None
+    assert job_count(engine) == 1
+
+
 def test_redis_down_at_enqueue_keeps_the_job_for_the_rescuer(
     engine, session_factory, redis_client, redis_prefix
 ):
