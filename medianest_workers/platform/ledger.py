@@ -558,6 +558,7 @@ _RECORD_RUN = text(
 
 
 def record_run(
+    connection: Connection,
     *,
     job_id: str,
     kind: str,
@@ -567,20 +568,31 @@ def record_run(
     enqueued_by: str,
     schedule_name: str,
 ) -> None:
-    """A finished row for work done outside a worker (the rescuer's rounds inside beat)."""
+    """A finished row for work done outside a worker (the rescuer's rounds inside beat),
+    in the transaction of that work."""
+    connection.execute(
+        _RECORD_RUN,
+        {
+            "id": job_id,
+            "kind": kind,
+            "queue": queue,
+            "result": result,
+            "correlation_id": correlation_id,
+            "enqueued_by": enqueued_by,
+            "schedule_name": schedule_name,
+        },
+    )
+
+
+_ADD_TO_RESULT = text(
+    "UPDATE mnw_jobs SET result = result || :extra WHERE id = :id AND state = 'succeeded'"
+).bindparams(bindparam("extra", type_=JSONB))
+
+
+def add_to_result(job_id: str, extra: dict[str, Any]) -> None:
+    """Merge `extra` into a recorded run's result (what was learnt after its commit)."""
     with get_engine().begin() as connection:
-        connection.execute(
-            _RECORD_RUN,
-            {
-                "id": job_id,
-                "kind": kind,
-                "queue": queue,
-                "result": result,
-                "correlation_id": correlation_id,
-                "enqueued_by": enqueued_by,
-                "schedule_name": schedule_name,
-            },
-        )
+        connection.execute(_ADD_TO_RESULT, {"id": job_id, "extra": extra})
 
 
 def _like_escape(value: str) -> str:

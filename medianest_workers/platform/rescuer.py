@@ -53,9 +53,20 @@ class RescueReport:
         return any(self.as_dict().values())
 
 
-def rescue(*, queued_after: float, stale_after: float, batch_size: int) -> RescueReport:
-    """One pass of the rescuer; see the module docstring."""
+def rescue(
+    *,
+    queued_after: float,
+    stale_after: float,
+    batch_size: int,
+    recorded_by: str | None = None,
+) -> RescueReport:
+    """One pass of the rescuer; see the module docstring.
+
+    With `recorded_by`, a pass that changed something is recorded as a finished ledger row
+    (kind `platform.rescue`) in the transaction of its changes.
+    """
     report = RescueReport()
+    round_id = str(uuid.uuid4())
     with get_engine().begin() as connection:
         running = ledger.lock_lost_running(connection, stale_after=stale_after, limit=batch_size)
         used_up = [row.id for row in running if row.attempts >= row.max_attempts]
@@ -69,13 +80,27 @@ def rescue(*, queued_after: float, stale_after: float, batch_size: int) -> Rescu
         ledger.expire(connection, report.expired)
         queued = [row for row in candidates if not row.expired]
         ledger.stamp_published(connection, [row.id for row in queued])
+        report.requeued_running = [row.id for row in lost]
+        report.republished_queued = [row.id for row in queued]
+        recorded = recorded_by is not None and report.changed
+        if recorded:
+            ledger.record_run(
+                connection,
+                job_id=round_id,
+                kind=RESCUE_KIND,
+                queue=Queue.MAINTENANCE.value,
+                result=report.as_dict(),
+                correlation_id=uuid.uuid4().hex,
+                enqueued_by=str(recorded_by),
+                schedule_name=RESCUE_KIND,
+            )
     messages = [(row.id, row.kind, row.queue, row.correlation_id) for row in (*lost, *queued)]
     failed = publish(messages)
     if failed:
         ledger.mark_unpublished(failed)
-    report.requeued_running = [row.id for row in lost]
-    report.republished_queued = [row.id for row in queued]
     report.publish_failed = sorted(failed)
+    if recorded and failed:
+        ledger.add_to_result(round_id, {"publish_failed": len(failed)})
     if report.changed:
         log.info("rescuer: %s", report.as_dict())
     return report
@@ -84,19 +109,9 @@ def rescue(*, queued_after: float, stale_after: float, batch_size: int) -> Rescu
 def rescue_round(*, recorded_by: str) -> RescueReport:
     """One pass with the configured bounds, recorded in the ledger when it changed something."""
     settings = get_settings()
-    report = rescue(
+    return rescue(
         queued_after=settings.rescue_queued_after_seconds,
         stale_after=settings.heartbeat_stale_seconds,
         batch_size=settings.rescue_batch_size,
+        recorded_by=recorded_by,
     )
-    if report.changed:
-        ledger.record_run(
-            job_id=str(uuid.uuid4()),
-            kind=RESCUE_KIND,
-            queue=Queue.MAINTENANCE.value,
-            result=dict(report.as_dict()),
-            correlation_id=uuid.uuid4().hex,
-            enqueued_by=recorded_by,
-            schedule_name=RESCUE_KIND,
-        )
-    return report
