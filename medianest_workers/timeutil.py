@@ -11,6 +11,13 @@ def utcnow() -> dt.datetime:
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
+def aware_utc(moment: dt.datetime | None) -> dt.datetime | None:
+    """A datetime the database holds (naive UTC) as an aware UTC one; aware ones unchanged."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=dt.UTC)
+
+
 def naive_utc(moment: dt.datetime) -> dt.datetime:
     """A datetime as the database holds it: aware ones converted to UTC, naive taken as UTC."""
     if moment.tzinfo is None:

@@ -213,11 +213,7 @@ def _unknown_kind(exc: UnknownJobKindError) -> JSONResponse:
 
 def _invalid_payload(exc: PayloadInvalidError) -> JSONResponse:
     payload = _at(exc.index, "payload")
-
-    def path(name: str) -> str:
-        return payload if name in ("", "payload") else f"{payload}.{name}"
-
-    details = [{"field": path(error["field"]), "message": error["message"]} for error in exc.errors]
+    details = exc.fields(payload)
     first = details[0] if details else {"field": payload, "message": "invalid"}
     return error_response(
         422,

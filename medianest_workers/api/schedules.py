@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request, Response
@@ -21,6 +20,7 @@ from medianest_workers.api.schemas import (
 )
 from medianest_workers.db.session import session_scope
 from medianest_workers.platform import queries, schedule_runs
+from medianest_workers.timeutil import aware_utc
 
 router = APIRouter(
     prefix="/v1",
@@ -32,12 +32,6 @@ router = APIRouter(
 ScheduleName = Annotated[str, Path(max_length=200, description="The schedule's name")]
 
 
-def _aware(moment: dt.datetime | None) -> dt.datetime | None:
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=dt.UTC)
-
-
 @router.get("/schedules", response_model=Schedules, responses=ERROR_RESPONSES)
 def list_schedules() -> Schedules:
     """Every schedule of beat_schedule.py with its last run (from the ledger) and next run."""
@@ -47,7 +41,7 @@ def list_schedules() -> Schedules:
     for status in statuses:
         fields = dataclasses.asdict(status)
         for name in ("last_run_at", "next_run_at"):
-            fields[name] = _aware(fields[name])
+            fields[name] = aware_utc(fields[name])
         items.append(ScheduleOut(**fields))
     return Schedules(schedules=items)
 

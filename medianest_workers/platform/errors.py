@@ -44,6 +44,18 @@ class PayloadInvalidError(PlatformError):
         self.errors = errors
         self.index = index
 
+    def fields(self, payload: str = "payload") -> list[dict[str, str]]:
+        """`errors` with each field as a path from `payload` (`payload.sleep`)."""
+        return [
+            {
+                "field": payload
+                if error["field"] in ("", "payload")
+                else f"{payload}.{error['field']}",
+                "message": error["message"],
+            }
+            for error in self.errors
+        ]
+
 
 class IdempotencyConflictError(PlatformError):
     """The idempotency key is held by a job with another kind or payload.

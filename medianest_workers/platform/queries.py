@@ -23,7 +23,7 @@ from medianest_workers.db.session import get_engine
 from medianest_workers.platform.errors import (
     InvalidCursorError,
 )
-from medianest_workers.timeutil import naive_utc
+from medianest_workers.timeutil import aware_utc, naive_utc
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
@@ -75,10 +75,6 @@ class JobView:
 VIEW_COLUMNS = tuple(getattr(Job, name) for name in JobView.__dataclass_fields__)
 
 
-def _aware(moment: dt.datetime | None) -> dt.datetime | None:
-    return None if moment is None else moment.replace(tzinfo=dt.UTC)
-
-
 def storable(value: str) -> bool:
     """False for text PostgreSQL cannot hold (NUL, unpaired surrogates): no row can match it."""
     if "\x00" in value:
@@ -94,7 +90,7 @@ def view_of_row(row: Mapping[str, Any]) -> JobView:
     """A JobView of a ledger row given as a mapping of its columns."""
     values = {name: row[name] for name in JobView.__dataclass_fields__}
     for name in ("enqueued_at", "started_at", "heartbeat_at", "finished_at", "expires_at"):
-        values[name] = _aware(values[name])
+        values[name] = aware_utc(values[name])
     return JobView(**values)
 
 

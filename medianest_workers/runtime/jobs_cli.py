@@ -118,7 +118,7 @@ def run_enqueue(args: argparse.Namespace) -> int:
     except UnknownJobKindError as exc:
         return _refuse(str(exc))
     except PayloadInvalidError as exc:
-        problems = "; ".join(f"{_payload_field(e['field'])}: {e['message']}" for e in exc.errors)
+        problems = "; ".join(f"{e['field']}: {e['message']}" for e in exc.fields())
         return _refuse(f"invalid payload for {exc.kind}: {problems}")
     except IdempotencyConflictError as exc:
         return _refuse(str(exc))
@@ -228,10 +228,6 @@ def _took(started: dt.datetime | None, finished: dt.datetime | None) -> str:
 
 def _print_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
-
-
-def _payload_field(name: str) -> str:
-    return "payload" if name in ("", "payload") else f"payload.{name}"
 
 
 def _refuse(message: str) -> int:
