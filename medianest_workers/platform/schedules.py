@@ -75,7 +75,9 @@ def _shortest_cron_gap(cron: crontab) -> dt.timedelta:
     runs = []
     moment = start
     for _ in range(50):
-        moment = moment + cron.remaining_estimate(moment) + dt.timedelta(seconds=1)
+        # remaining_delta, not remaining_estimate: the latter counts from the real now.
+        last_run, delta, _now = cron.remaining_delta(moment)
+        moment = last_run + delta + dt.timedelta(seconds=1)
         runs.append(moment)
     gaps = [later - earlier for earlier, later in itertools.pairwise(runs)]
     return max(min(gaps), dt.timedelta(minutes=1))
