@@ -22,6 +22,10 @@ class PgToolVersionError(BackupError):
     """The `pg_dump` found is not of the server's major version."""
 
 
+class BackupDirectoryError(BackupError):
+    """BACKUP_DIR cannot be created or written."""
+
+
 class BackupStorageFullError(BackupError):
     """The backup folder's file system is full (ENOSPC) or the file grew too large (EFBIG)."""
 

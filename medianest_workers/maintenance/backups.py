@@ -36,6 +36,7 @@ from typing import Any
 from psycopg2.extensions import ISOLATION_LEVEL_REPEATABLE_READ
 from psycopg2.extensions import connection as Connection
 
+from medianest_workers.db import admin
 from medianest_workers.db.base import new_id
 from medianest_workers.db.locks import AdvisoryLock
 from medianest_workers.maintenance import backup_records as records
@@ -46,6 +47,7 @@ from medianest_workers.maintenance.backup_archive import (
     verify_archive,
 )
 from medianest_workers.maintenance.backup_errors import (
+    BackupDirectoryError,
     BackupError,
     BackupNotFoundError,
     BackupStorageFullError,
@@ -135,7 +137,14 @@ def make_backup(
     clock: Clock = utcnow,
 ) -> records.BackupView:
     """Take, verify and record one backup (see the module docstring); its row."""
-    config.backup_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        config.backup_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise BackupDirectoryError(
+            f"BACKUP_DIR: cannot create {config.backup_dir}: {exc.strerror}"
+        ) from None
+    if not os.access(config.backup_dir, os.W_OK | os.X_OK):
+        raise BackupDirectoryError(f"BACKUP_DIR: {config.backup_dir} is not writable")
     connection = connect(config.database_url)
     try:
         _lock(connection)
@@ -160,8 +169,7 @@ def _lock(connection: Connection) -> None:
 def _unlock(connection: Connection) -> None:
     if connection.closed:
         return
-    connection.rollback()
-    connection.autocommit = True
+    _end_snapshot(connection)
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_unlock(%s)", (int(AdvisoryLock.BACKUP),))
 
@@ -175,26 +183,34 @@ def _backup_locked(
     backup_id = new_id()
     final = config.backup_dir / file_name(server.database, started, backup_id)
     partial = final.with_name(f".{final.name}.partial")
-    records.insert_running(
-        backup_id=backup_id,
-        path=final,
-        job_id=job_id,
-        database_name=server.database,
-        server_version=server.version,
-        started_at=started,
-    )
+    # The snapshot first, the row next: the dump holds the earlier backups' rows, not its own
+    # `running` one (a restored database would show it running forever).
+    snapshot = _begin_snapshot(connection, config)
     try:
-        tools = config.tools(server.major)
-        counts = _dump_snapshot(connection, config, tools, partial, check)
-        size, digest = _fsync_and_hash(partial)
-        verify_archive(tools, partial, timeout=config.restore_timeout, check=check)
-        _publish(partial, final)
-    except BaseException as exc:
-        partial.unlink(missing_ok=True)
-        final.unlink(missing_ok=True)
-        records.mark_failed(backup_id, exc, clock())
-        log.warning("backup %s failed: %s: %s", backup_id, type(exc).__name__, exc)
-        raise
+        records.insert_running(
+            backup_id=backup_id,
+            path=final,
+            job_id=job_id,
+            database_name=server.database,
+            server_version=server.version,
+            started_at=started,
+        )
+        try:
+            tools = config.tools(server.major)
+            counts = count_rows(connection)
+            _run_pg_dump(config, tools, snapshot, partial, check)
+            _end_snapshot(connection)
+            size, digest = _fsync_and_hash(partial)
+            verify_archive(tools, partial, timeout=config.restore_timeout, check=check)
+            _publish(partial, final)
+        except BaseException as exc:
+            partial.unlink(missing_ok=True)
+            final.unlink(missing_ok=True)
+            records.mark_failed(backup_id, exc, clock())
+            log.warning("backup %s failed: %s: %s", backup_id, type(exc).__name__, exc)
+            raise
+    finally:
+        _end_snapshot(connection)
     view = records.mark_succeeded(
         backup_id,
         finished_at=clock(),
@@ -215,25 +231,24 @@ def _clear_leftovers(folder: Path, database: str, now: dt.datetime) -> None:
         log.warning("backups: marked interrupted backups of %s failed", database)
 
 
-def _dump_snapshot(
-    connection: Connection, config: BackupConfig, tools: PgTools, partial: Path, check: Check
-) -> dict[str, int]:
-    """Export a snapshot, count its rows, pg_dump it into `partial`; the counts."""
+def _begin_snapshot(connection: Connection, config: BackupConfig) -> str:
+    """Open a REPEATABLE READ transaction and export its snapshot for pg_dump --snapshot."""
     connection.autocommit = False
     connection.set_session(isolation_level=ISOLATION_LEVEL_REPEATABLE_READ, readonly=True)
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL idle_in_transaction_session_timeout = 0")
-            cursor.execute(f"SET LOCAL statement_timeout = {int(config.dump_timeout * 1000)}")
-            cursor.execute("SET LOCAL lock_timeout = %s", (LOCK_WAIT,))
-            cursor.execute("SELECT pg_export_snapshot()")
-            snapshot = cursor.fetchone()[0]
-        counts = count_rows(connection)
-        _run_pg_dump(config, tools, snapshot, partial, check)
-    finally:
-        connection.rollback()
-        connection.autocommit = True
-    return counts
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL idle_in_transaction_session_timeout = 0")
+        cursor.execute(f"SET LOCAL statement_timeout = {int(config.dump_timeout * 1000)}")
+        cursor.execute("SET LOCAL lock_timeout = %s", (LOCK_WAIT,))
+        cursor.execute("SELECT pg_export_snapshot()")
+        return str(cursor.fetchone()[0])
+
+
+def _end_snapshot(connection: Connection) -> None:
+    """End the snapshot's transaction (idempotent); pg_dump holds its own once started."""
+    if connection.closed or connection.autocommit:
+        return
+    connection.rollback()
+    connection.autocommit = True
 
 
 def _run_pg_dump(
@@ -407,19 +422,22 @@ def restore(
     tools = config.tools(server.major)
     created = False
     if not exists:
-        from medianest_workers.db import admin  # noqa: PLC0415 - only this path creates one
-
         admin.create_database(config.database_url, into)
         created = True
-    restore_archive(
-        tools,
-        path,
-        database_url=config.database_url,
-        dbname=into,
-        clean=into == live,
-        timeout=config.restore_timeout,
-        check=check,
-    )
+    try:
+        restore_archive(
+            tools,
+            path,
+            database_url=config.database_url,
+            dbname=into,
+            clean=into == live,
+            timeout=config.restore_timeout,
+            check=check,
+        )
+    except BaseException:
+        if created:  # leave nothing half-made behind
+            admin.drop_database(config.database_url, into)
+        raise
     scratch = connect(config.database_url, dbname=into)
     try:
         counts = count_rows(scratch)

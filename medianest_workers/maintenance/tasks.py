@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import psycopg2
 from pydantic import BaseModel, Field
 
 from medianest_workers.maintenance import backups
 from medianest_workers.platform.context import JobContext
 from medianest_workers.platform.jobs import job
 from medianest_workers.platform.queues import Queue
-from medianest_workers.platform.registry import RetryPolicy
+from medianest_workers.platform.registry import DEFAULT_RETRYABLE, RetryPolicy
 
 
 class BackupPayload(BaseModel):
@@ -30,7 +31,12 @@ class BackupPayload(BaseModel):
     payload=BackupPayload,
     soft_time_limit=5700,
     time_limit=6000,
-    retry=RetryPolicy(max_attempts=2, backoff_base_seconds=60.0, backoff_max_seconds=300.0),
+    retry=RetryPolicy(
+        max_attempts=2,
+        backoff_base_seconds=60.0,
+        backoff_max_seconds=300.0,
+        retry_on=(*DEFAULT_RETRYABLE, psycopg2.OperationalError),  # the database went away
+    ),
 )
 def backup(ctx: JobContext, payload: BackupPayload) -> dict[str, Any]:
     """Back up the database (pg_dump -Fc, verified), optionally restore-check it, prune old ones."""
