@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from celery.schedules import crontab
@@ -36,3 +40,21 @@ def test_expires_must_be_shorter_than_a_cron_period() -> None:
             cron=crontab(minute=30, hour=3),
             expires=dt.timedelta(days=1),
         )
+
+
+def test_a_cron_schedule_does_not_configure_the_celery_app_at_import() -> None:
+    """beat_schedule.py is imported before the settings may be ready (tests set them later)."""
+    probe = (
+        "import beat_schedule\n"
+        "from medianest_workers.platform.celery_app import app\n"
+        "assert any(entry.cron is not None for entry in beat_schedule.SCHEDULES)\n"
+        "assert not app.configured, 'configured at import'\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        check=True,
+        timeout=60,
+    )
