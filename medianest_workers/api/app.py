@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 from medianest_workers import __version__
 from medianest_workers.api import errors, health, jobs, schedules
 from medianest_workers.api.middleware import BodyLimitMiddleware, CorrelationIdMiddleware
+from medianest_workers.maintenance.backup_metrics import BackupCollector
 from medianest_workers.platform.metrics import LedgerCollector
 from medianest_workers.platform.registry import load_job_modules
 from medianest_workers.settings import get_settings
@@ -63,6 +64,7 @@ def create_app() -> FastAPI:
     app.state.metrics_registry.register(
         LedgerCollector(redis_client=app.state.redis, key_prefix=settings.redis_key_prefix)
     )
+    app.state.metrics_registry.register(BackupCollector())
     errors.install(app)
     app.include_router(jobs.router)
     app.include_router(schedules.router)

@@ -9,3 +9,4 @@ class AdvisoryLock(enum.IntEnum):
     """pg_advisory_lock keys (63-bit integers spelling their purpose in ASCII)."""
 
     MIGRATE = 0x6D6E772D6D696772  # "mnw-migr": one deploy migrates at a time
+    BACKUP = 0x6D6E772D6261636B  # "mnw-back": one backup of a database at a time

@@ -8,12 +8,15 @@ Light on purpose: every process configures Celery's beat_schedule from it.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
+import functools
 import importlib
 import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
+from celery import Celery
 from celery.schedules import crontab
 from celery.schedules import schedule as interval
 
@@ -70,12 +73,25 @@ class Schedule:
         return f"beat:{self.name}:{self.slot(due).isoformat()}"
 
 
+@functools.cache
+def _probe_app() -> Celery:
+    """A bare UTC app for crontab arithmetic: asking the real app would configure it at import
+    time (a Schedule is built when beat_schedule.py is imported), before the settings are."""
+    probe = Celery("mnw-cron-probe", set_as_current=False)
+    probe.conf.update(timezone="UTC", enable_utc=True)
+    return probe
+
+
 def _shortest_cron_gap(cron: crontab) -> dt.timedelta:
     start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     runs = []
     moment = start
+    probe = copy.copy(cron)
+    probe.app = _probe_app()
     for _ in range(50):
-        moment = moment + cron.remaining_estimate(moment) + dt.timedelta(seconds=1)
+        # remaining_delta, not remaining_estimate: the latter counts from the real now.
+        last_run, delta, _now = probe.remaining_delta(moment)
+        moment = last_run + delta + dt.timedelta(seconds=1)
         runs.append(moment)
     gaps = [later - earlier for earlier, later in itertools.pairwise(runs)]
     return max(min(gaps), dt.timedelta(minutes=1))

@@ -1,5 +1,6 @@
 """Mapped classes: the MediaNest backend's tables and the platform's own."""
 
+from medianest_workers.db.models.backups import Backup
 from medianest_workers.db.models.jobs import Job
 from medianest_workers.db.models.medianest import (
     Account,
@@ -17,6 +18,7 @@ from medianest_workers.db.models.medianest import (
 
 __all__ = [
     "Account",
+    "Backup",
     "ErrorLog",
     "Job",
     "MediaRequest",
