@@ -10,6 +10,7 @@ on the hot path (claim, finish) are one statement each.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import socket
 from collections.abc import Iterable, Sequence
@@ -19,7 +20,7 @@ from typing import Any
 from sqlalchemy import Connection, Float, Row, bindparam, literal_column, select, text, update
 from sqlalchemy.dialects.postgresql import JSONB, insert
 
-from medianest_workers.db.job_states import KEY_HOLDING_STATES, JobState
+from medianest_workers.db.job_states import KEY_HOLDING_STATES, TERMINAL_STATES, JobState
 from medianest_workers.db.models.jobs import KEY_HOLDING_PREDICATE, Job
 from medianest_workers.db.session import get_engine
 from medianest_workers.platform.error_log import JobFailure, insert_job_errors
@@ -579,6 +580,34 @@ def record_run(
                 "schedule_name": schedule_name,
             },
         )
+
+
+# --- retention -------------------------------------------------------------------------
+
+_FINISHED_LIST = ", ".join(f"'{state}'" for state in sorted(TERMINAL_STATES))
+_FINISHED_BEFORE = f"finished_at < :before AND state IN ({_FINISHED_LIST})"
+#: One batch by primary key, oldest first (mnw_jobs_finished_at_idx), skipping rows another
+#: transaction holds; the outer condition is checked again on each row as it is deleted.
+_PRUNE_FINISHED = text(
+    f"""
+    DELETE FROM mnw_jobs
+    WHERE id = ANY(ARRAY(
+        SELECT id FROM mnw_jobs WHERE {_FINISHED_BEFORE} ORDER BY finished_at
+        LIMIT :limit FOR UPDATE SKIP LOCKED
+    ))
+      AND {_FINISHED_BEFORE}
+    """
+)
+
+
+def prune_finished(connection: Connection, *, before: dt.datetime, limit: int) -> int:
+    """Delete at most `limit` finished jobs whose `finished_at` is older than `before`.
+
+    Finished: succeeded, failed, dead or cancelled; queued and running rows are never
+    touched. `before` is naive UTC, taken from the database clock by the caller. In
+    `connection`'s transaction; returns how many rows went.
+    """
+    return connection.execute(_PRUNE_FINISHED, {"before": before, "limit": limit}).rowcount
 
 
 def _like_escape(value: str) -> str:
