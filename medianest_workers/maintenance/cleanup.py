@@ -6,19 +6,34 @@ expire). `TARGETS` is the declarative list; a later family (health history, a do
 archive) adds its table by one entry.
 
 A batch is one short transaction (`SET LOCAL lock_timeout` and `statement_timeout`) that
-deletes by primary key what one sub-select picks, oldest first:
+deletes what one sub-select picks and locks, oldest first:
 
-    DELETE FROM t WHERE id = ANY(ARRAY(
-        SELECT id FROM t WHERE <past> ORDER BY <column> LIMIT :n FOR UPDATE SKIP LOCKED))
-      AND <past>
+    WITH gone AS (
+        DELETE FROM t WHERE ctid = ANY(ARRAY(
+            SELECT ctid FROM t WHERE <past> AND <column> >= :after
+            ORDER BY <column> LIMIT :n FOR UPDATE SKIP LOCKED))
+          AND <past>
+        RETURNING <column>)
+    SELECT count(*), max(<column>) FROM gone
 
-Rows another transaction holds are skipped (the batch never queues behind the backend), and
-`<past>` is checked again on each row as it is deleted: a row made valid meanwhile (a session
-extended) stays. The batch size follows the measured statement time (aiming at
-CLEANUP_BATCH_TARGET_MS, between CLEANUP_BATCH_MIN_ROWS and CLEANUP_BATCH_MAX_ROWS). The
-cut-off is taken once per target from the database clock, so a run deletes exactly the rows
-that were past their time when it started; every batch commits, so a run killed half-way
-loses nothing and the next one simply continues.
+- Rows are named by `ctid`, in the statement that locked them (FOR UPDATE): a locked row
+  cannot move, so within the statement its ctid is as good as its primary key, at half the
+  cost (no second index descent per row; see bench/cleanup.py), and a table without a
+  primary key (verification_tokens) needs nothing special.
+- Rows another transaction holds are skipped: a batch never queues behind the backend.
+- `<past>` is checked again on each row as it is deleted: a row made valid meanwhile (a
+  session extended) stays.
+- Each batch starts where the last one ended (`:after`, the newest value it deleted): a scan
+  from the start would visit the heap for every index entry of the rows just deleted (until
+  VACUUM removes them), which makes a large cleanup several times slower and its statements
+  ever longer. So one run is one pass, oldest to newest: a row skipped because it was locked,
+  or one that turns up behind the pass, goes on the next run.
+- The batch size follows the measured statement time (CLEANUP_BATCH_TARGET_MS, between
+  CLEANUP_BATCH_MIN_ROWS and CLEANUP_BATCH_MAX_ROWS).
+
+The cut-off is taken once per target from the database clock, so a run deletes exactly the
+rows that were past their time when it started; every batch commits, so a run killed
+half-way loses nothing and the next one simply continues.
 
 mnw_jobs is written only by the ledger: its target deletes through `ledger.prune_finished`.
 """
@@ -52,8 +67,18 @@ MAX_CONSECUTIVE_TIMEOUTS = 5
 #: SQLSTATEs of a batch stopped by its own bounds: lock_not_available, query_canceled.
 _TIMEOUT_CODES = frozenset({"55P03", "57014"})
 
-#: (connection, cut-off, limit) -> rows deleted: one batch, inside the caller's transaction.
-BatchDelete = Callable[[Connection, dt.datetime, int], int]
+
+@dataclass(frozen=True)
+class Batch:
+    """What one batch deleted: how many rows, and the newest `column` value among them."""
+
+    deleted: int
+    last: dt.datetime | None
+
+
+#: (connection, cut-off, after, limit) -> Batch: one batch, inside the caller's transaction.
+#: `after` (None: from the oldest) is where an ordered target's batch starts.
+BatchDelete = Callable[[Connection, dt.datetime, dt.datetime | None, int], Batch]
 
 
 class CleanupStalledError(RetryableError):
@@ -73,9 +98,7 @@ class Target:
     retention_setting: str | None = None
     #: Seconds per unit of that setting (DAY_SECONDS for `*_DAYS`).
     retention_unit: float = 1.0
-    #: What a batch names its rows by: the primary key, or `ctid` for a table without one.
-    key: str = "id"
-    #: Oldest first (`ORDER BY column`): only when an index on `column` exists.
+    #: Oldest first (`ORDER BY column`, each batch after the last): needs an index on it.
     ordered: bool = True
     #: A writer of its own instead of the generic DELETE (mnw_jobs: the ledger).
     delete: BatchDelete | None = None
@@ -91,8 +114,11 @@ class Target:
         return self.retention_setting.upper() if self.retention_setting else None
 
 
-def _prune_jobs(connection: Connection, cutoff: dt.datetime, limit: int) -> int:
-    return ledger.prune_finished(connection, before=cutoff, limit=limit)
+def _prune_jobs(
+    connection: Connection, cutoff: dt.datetime, after: dt.datetime | None, limit: int
+) -> Batch:
+    deleted, last = ledger.prune_finished(connection, before=cutoff, after=after, limit=limit)
+    return Batch(deleted, last)
 
 
 TARGETS: tuple[Target, ...] = (
@@ -113,9 +139,8 @@ TARGETS: tuple[Target, ...] = (
         table="verification_tokens",
         column="expires",
         description="expired NextAuth verification tokens",
-        # No primary key: each batch deletes by ctid within its one statement. No index on
-        # `expires` either (the backend's table, tiny: email sign-in links), so no ORDER BY.
-        key="ctid",
+        # No primary key (ctid serves) and no index on `expires`: the backend's table, tiny
+        # (email sign-in links), so no ORDER BY: a batch's scan stops at its LIMIT.
         ordered=False,
     ),
     Target(
@@ -155,8 +180,8 @@ class TargetReport:
     cutoff: dt.datetime | None = None
     deleted: int = 0
     batches: int = 0
-    #: True once a batch found fewer rows than it asked for: nothing past the cut-off is left
-    #: (but rows other transactions held at that moment).
+    #: True once a batch found fewer rows than it asked for: the pass reached the cut-off
+    #: (rows other transactions held, or that turned up behind the pass, wait for the next).
     complete: bool = False
     timeouts: int = 0
     longest_statement_ms: float = 0.0
@@ -211,23 +236,32 @@ class BatchSizer:
 
 
 def delete_statement(target: Target) -> str:
-    """The generic batch DELETE of a target (bind parameters :cutoff and :limit)."""
-    table = f'"{target.table}"'
-    key = target.key if target.key == "ctid" else f'"{target.key}"'
-    past = f'"{target.column}" < :cutoff'
-    order = f' ORDER BY "{target.column}"' if target.ordered else ""
+    """The generic batch DELETE of a target (bind parameters :cutoff, :after and :limit)."""
+    table, column = f'"{target.table}"', f'"{target.column}"'
+    past = f"{column} < :cutoff"
+    pick = f"SELECT ctid FROM {table} WHERE {past}"
+    if target.ordered:
+        pick += (
+            f" AND {column} >= COALESCE(CAST(:after AS timestamp), '-infinity') ORDER BY {column}"
+        )
     return (
-        f"DELETE FROM {table} WHERE {key} = ANY(ARRAY("
-        f"SELECT {key} FROM {table} WHERE {past}{order} LIMIT :limit FOR UPDATE SKIP LOCKED"
-        f")) AND {past}"
+        f"WITH gone AS (DELETE FROM {table}"
+        f" WHERE ctid = ANY(ARRAY({pick} LIMIT :limit FOR UPDATE SKIP LOCKED)) AND {past}"
+        f" RETURNING {column})"
+        f" SELECT count(*), max({column}) FROM gone"
     )
 
 
 def _generic_delete(target: Target) -> BatchDelete:
     statement = text(delete_statement(target))
 
-    def delete(connection: Connection, cutoff: dt.datetime, limit: int) -> int:
-        return connection.execute(statement, {"cutoff": cutoff, "limit": limit}).rowcount
+    def delete(
+        connection: Connection, cutoff: dt.datetime, after: dt.datetime | None, limit: int
+    ) -> Batch:
+        row = connection.execute(
+            statement, {"cutoff": cutoff, "after": after, "limit": limit}
+        ).one()
+        return Batch(deleted=row[0], last=row[1])
 
     return delete
 
@@ -258,11 +292,13 @@ def cutoff_for(
 def _one_batch(
     engine: Engine,
     delete: BatchDelete,
+    *,
     cutoff: dt.datetime,
+    after: dt.datetime | None,
     limit: int,
     settings: Settings,
-) -> tuple[int, float]:
-    """Delete one batch in its own transaction: (rows deleted, seconds the DELETE took)."""
+) -> tuple[Batch, float]:
+    """Delete one batch in its own transaction: (what it deleted, seconds the DELETE took)."""
     with engine.begin() as connection:
         connection.execute(
             _BOUNDS,
@@ -272,8 +308,8 @@ def _one_batch(
             },
         )
         started = time.perf_counter()
-        deleted = delete(connection, cutoff, limit)
-        return deleted, time.perf_counter() - started
+        batch = delete(connection, cutoff, after, limit)
+        return batch, time.perf_counter() - started
 
 
 def _is_timeout(error: OperationalError) -> bool:
@@ -301,11 +337,14 @@ def clean_target(
     report = TargetReport(name=target.name, cutoff=cutoff)
     sizer = BatchSizer.from_settings(settings)
     consecutive_timeouts = 0
+    after: dt.datetime | None = None
     while deadline is None or time.monotonic() < deadline:
         limit = sizer.size
         report.batch_rows = limit
         try:
-            deleted, seconds = _one_batch(engine, delete, cutoff, limit, settings)
+            batch, seconds = _one_batch(
+                engine, delete, cutoff=cutoff, after=after, limit=limit, settings=settings
+            )
         except OperationalError as exc:
             if not _is_timeout(exc):
                 raise
@@ -320,14 +359,15 @@ def clean_target(
             sizer.shrink()
             continue
         consecutive_timeouts = 0
-        report.deleted += deleted
+        report.deleted += batch.deleted
         report.batches += 1
         report.longest_statement_ms = max(report.longest_statement_ms, seconds * 1000)
-        report.complete = deleted < limit
+        report.complete = batch.deleted < limit
         if on_batch is not None:
             on_batch(report)
         if report.complete:
             break
+        after = batch.last if target.ordered else None
         sizer.adapt(limit, seconds)
     return report
 

@@ -586,28 +586,42 @@ def record_run(
 
 _FINISHED_LIST = ", ".join(f"'{state}'" for state in sorted(TERMINAL_STATES))
 _FINISHED_BEFORE = f"finished_at < :before AND state IN ({_FINISHED_LIST})"
-#: One batch by primary key, oldest first (mnw_jobs_finished_at_idx), skipping rows another
-#: transaction holds; the outer condition is checked again on each row as it is deleted.
+#: One batch, oldest first from `:after` on (mnw_jobs_finished_at_idx), of rows this statement
+#: locks (skipping rows another transaction holds) and names by ctid; the condition is checked
+#: again on each row as it is deleted. Returns the count and the newest finished_at deleted.
 _PRUNE_FINISHED = text(
     f"""
-    DELETE FROM mnw_jobs
-    WHERE id = ANY(ARRAY(
-        SELECT id FROM mnw_jobs WHERE {_FINISHED_BEFORE} ORDER BY finished_at
-        LIMIT :limit FOR UPDATE SKIP LOCKED
-    ))
-      AND {_FINISHED_BEFORE}
+    WITH gone AS (
+        DELETE FROM mnw_jobs
+        WHERE ctid = ANY(ARRAY(
+            SELECT ctid FROM mnw_jobs
+            WHERE {_FINISHED_BEFORE}
+              AND finished_at >= COALESCE(CAST(:after AS timestamp), '-infinity')
+            ORDER BY finished_at
+            LIMIT :limit FOR UPDATE SKIP LOCKED
+        ))
+          AND {_FINISHED_BEFORE}
+        RETURNING finished_at
+    )
+    SELECT count(*), max(finished_at) FROM gone
     """
 )
 
 
-def prune_finished(connection: Connection, *, before: dt.datetime, limit: int) -> int:
+def prune_finished(
+    connection: Connection, *, before: dt.datetime, after: dt.datetime | None, limit: int
+) -> tuple[int, dt.datetime | None]:
     """Delete at most `limit` finished jobs whose `finished_at` is older than `before`.
 
     Finished: succeeded, failed, dead or cancelled; queued and running rows are never
-    touched. `before` is naive UTC, taken from the database clock by the caller. In
-    `connection`'s transaction; returns how many rows went.
+    touched. Oldest first, from `after` on (None: from the oldest). `before` is naive UTC,
+    taken from the database clock by the caller. In `connection`'s transaction; returns how
+    many rows went and the newest `finished_at` among them (where the next batch starts).
     """
-    return connection.execute(_PRUNE_FINISHED, {"before": before, "limit": limit}).rowcount
+    row = connection.execute(
+        _PRUNE_FINISHED, {"before": before, "after": after, "limit": limit}
+    ).one()
+    return row[0], row[1]
 
 
 def _like_escape(value: str) -> str:

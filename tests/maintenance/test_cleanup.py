@@ -91,7 +91,7 @@ def test_deletes_exactly_the_rows_past_their_time(
         assert rows.keys(connection, target) == set(kept)
     assert report.deleted == len(past)
     assert report.complete
-    assert report.batches == len(past) // 2 + 1
+    assert report.batches == len(past) // 2 + 1  # full batches of two, then a short one
     assert report.cutoff == cutoff
 
 
@@ -272,10 +272,12 @@ def test_a_batch_over_its_statement_timeout_shrinks_then_gives_up(
         rows.insert(connection, "sessions", "expired", db_now - dt.timedelta(hours=1))
     sizes: list[int] = []
 
-    def slow(connection: Connection, cutoff: dt.datetime, limit: int) -> int:
+    def slow(
+        connection: Connection, cutoff: dt.datetime, after: dt.datetime | None, limit: int
+    ) -> cleanup.Batch:
         sizes.append(limit)
         connection.execute(text("SELECT pg_sleep(1)"))
-        return 0
+        return cleanup.Batch(0, None)
 
     target = cleanup.Target(
         name="slow", table="sessions", column="expires", description="x", delete=slow
@@ -347,3 +349,27 @@ def test_a_cancel_stops_between_batches_keeping_what_was_done(
         cleanup_job(ctx, CleanupPayload(targets=["sessions"]))
     with engine.connect() as connection:
         assert len(rows.keys(connection, "sessions")) == 4  # the first batch is committed
+
+
+def test_a_row_behind_the_pass_goes_on_the_next_run(engine: Engine, db_now: dt.datetime) -> None:
+    """Each batch starts after the last one; what turns up behind them waits for the next run."""
+    with engine.begin() as connection:
+        for n in range(6):
+            rows.insert(connection, "sessions", f"expired-{n}", db_now - dt.timedelta(hours=n + 1))
+
+    def insert_behind(report: cleanup.TargetReport) -> None:
+        if report.batches == 1:
+            with engine.begin() as connection:
+                rows.insert(connection, "sessions", "behind", db_now - dt.timedelta(days=9))
+
+    settings = load_settings(**SMALL_BATCHES)
+    [first] = cleanup.run_cleanup(
+        ["sessions"], settings=settings, now=db_now, on_batch=insert_behind
+    )
+    assert (first.deleted, first.complete) == (6, True)
+    with engine.connect() as connection:
+        assert rows.keys(connection, "sessions") == {"behind"}
+    [second] = cleanup.run_cleanup(["sessions"], settings=settings, now=db_now)
+    assert second.deleted == 1
+    with engine.connect() as connection:
+        assert rows.keys(connection, "sessions") == set()
