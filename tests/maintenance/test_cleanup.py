@@ -55,6 +55,8 @@ def test_retention_comes_from_the_settings() -> None:
     assert by_name["session_tokens"].retention_seconds(settings) == 0
     assert by_name["error_logs"].variable == "ERROR_LOG_RETENTION_DAYS"
     defaults = load_settings()
+    for target in cleanup.TARGETS:  # every retention names a real setting
+        assert target.retention_seconds(defaults) >= 0
     assert defaults.error_log_retention_days == 30
     assert defaults.job_retention_days == 14
     assert defaults.rate_limit_max_window_seconds == 3600
