@@ -104,6 +104,23 @@ class Settings(BaseSettings):
     rotation_batch_size: int = Field(default=200, ge=1, le=10_000)
 
     # Maintenance: cleanup and retention.
+    #: Longest rate-limit window of the backend (its per-user download cap is "per hour");
+    #: rate_limits rows whose window started longer ago than this are deleted.
+    rate_limit_max_window_seconds: int = Field(default=3600, ge=60)
+    error_log_retention_days: int = Field(default=30, ge=1)
+    #: Finished ledger rows (succeeded, failed, dead, cancelled) are kept this long; a
+    #: succeeded job's idempotency key is remembered as long as its row.
+    job_retention_days: int = Field(default=14, ge=1)
+    #: Each cleanup batch is sized to take about this long (measured, adapted every batch).
+    cleanup_batch_target_ms: int = Field(default=50, ge=1, le=1000)
+    cleanup_batch_min_rows: int = Field(default=100, ge=1, le=1_000_000)
+    cleanup_batch_max_rows: int = Field(default=20_000, ge=1, le=1_000_000)
+    #: Bounds of each batch's DELETE (SET LOCAL): a batch that would wait or run longer fails
+    #: alone, smaller batches follow.
+    cleanup_lock_timeout_ms: int = Field(default=200, ge=1)
+    cleanup_statement_timeout_ms: int = Field(default=1000, ge=1)
+    #: One cleanup job stops after this long (the next run continues where it stopped).
+    cleanup_run_budget_seconds: float = Field(default=240.0, gt=0, le=280)
 
     # Maintenance: backups.
     #: Where `pg_dump -Fc` files go; default: DATA_DIR/backups.
@@ -176,6 +193,8 @@ class Settings(BaseSettings):
             raise ValueError(
                 "BEAT_LOCK_TIMEOUT_SECONDS: must exceed twice BEAT_MAX_INTERVAL_SECONDS"
             )
+        if self.cleanup_batch_min_rows > self.cleanup_batch_max_rows:
+            raise ValueError("CLEANUP_BATCH_MIN_ROWS: must not exceed CLEANUP_BATCH_MAX_ROWS")
         if self.heartbeat_stale_seconds <= 2 * self.heartbeat_interval_seconds:
             raise ValueError(
                 "HEARTBEAT_STALE_SECONDS: must exceed twice HEARTBEAT_INTERVAL_SECONDS"

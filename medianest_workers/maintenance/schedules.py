@@ -1,4 +1,8 @@
-"""The maintenance family's recurring jobs (gathered by beat_schedule.py)."""
+"""The maintenance family's recurring jobs (gathered by beat_schedule.py).
+
+One cleanup per target, each on a period that fits how fast its rows go stale; a nightly
+verified backup, restore-checked on Sundays.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,29 @@ from celery.schedules import crontab
 
 from medianest_workers.platform.schedules import Schedule
 
+CLEANUP = "maintenance.cleanup"
+
+
+def _cleanup(target: str, every: dt.timedelta, what: str) -> Schedule:
+    return Schedule(
+        name=f"{CLEANUP}.{target}",
+        kind=CLEANUP,
+        payload={"targets": [target]},
+        every=every,
+        expires=every * 0.8,
+        description=f"delete {what}",
+    )
+
+
 SCHEDULES: list[Schedule] = [
+    _cleanup("session_tokens", dt.timedelta(minutes=15), "expired session tokens"),
+    _cleanup("sessions", dt.timedelta(minutes=15), "expired NextAuth sessions"),
+    _cleanup("verification_tokens", dt.timedelta(hours=1), "expired verification tokens"),
+    _cleanup(
+        "rate_limits", dt.timedelta(minutes=5), "rate-limit windows older than the longest one"
+    ),
+    _cleanup("error_logs", dt.timedelta(hours=1), "error logs past ERROR_LOG_RETENTION_DAYS"),
+    _cleanup("jobs", dt.timedelta(hours=1), "finished jobs past JOB_RETENTION_DAYS"),
     Schedule(
         name="maintenance.backup.nightly",
         kind="maintenance.backup",

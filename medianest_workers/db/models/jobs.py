@@ -38,6 +38,12 @@ class Job(Base):
         Index("mnw_jobs_kind_enqueued_at_idx", "kind", "enqueued_at"),
         Index("mnw_jobs_enqueued_at_idx", "enqueued_at"),
         Index("mnw_jobs_schedule_name_enqueued_at_idx", "schedule_name", "enqueued_at"),
+        # Retention (maintenance cleanup) and the /metrics duration query.
+        Index(
+            "mnw_jobs_finished_at_idx",
+            "finished_at",
+            postgresql_where=text("finished_at IS NOT NULL"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(Text, primary_key=True)  # the Celery task id
