@@ -12,6 +12,7 @@ from psycopg2 import sql
 def database_url(server_url: str, name: str) -> str:
     """`server_url` with its database replaced by `name` (password kept)."""
     from sqlalchemy.engine import make_url  # noqa: PLC0415 - keeps `up` free of SQLAlchemy
+
     return make_url(server_url).set(database=name).render_as_string(hide_password=False)
 
 

@@ -169,9 +169,7 @@ def _rows(
     return rows, specs
 
 
-def _as_stored(
-    row: dict[str, Any], times: dict[str, Any], *, unpublished: bool
-) -> dict[str, Any]:
+def _as_stored(row: dict[str, Any], times: dict[str, Any], *, unpublished: bool) -> dict[str, Any]:
     """The row with the columns the insert left to their defaults, as the ledger holds it."""
     stored = {column: None for column in Job.__table__.columns.keys()}  # noqa: SIM118
     stored.update({name: value for name, value in row.items() if name in stored})

@@ -508,9 +508,7 @@ WORKER_LOST_MESSAGE = "the worker stopped sending heartbeats; the job was queued
 WORKER_GONE_MESSAGE = "the worker's process is gone; the job was queued again"
 
 
-def lock_lost_running(
-    connection: Connection, *, stale_after: float, limit: int
-) -> list[Row[Any]]:
+def lock_lost_running(connection: Connection, *, stale_after: float, limit: int) -> list[Row[Any]]:
     """Running jobs whose worker is lost, locked for this transaction (SKIP LOCKED).
 
     Lost: its heartbeat is older than `stale_after`, or its worker is a process of this host

@@ -215,4 +215,3 @@ def _states(engine: Engine) -> dict[str, int]:
             )
         )
         return {state: count for state, count in rows}
-
