@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 
 from medianest_workers.errors import ConfigurationError
 from medianest_workers.logs import configure_logging
+from medianest_workers.runtime.db_cli import add_db_commands
 from medianest_workers.runtime.instance import adopt_running_up
 from medianest_workers.runtime.jobs_cli import add_job_commands
 from medianest_workers.runtime.roles import (
@@ -144,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     flower.set_defaults(handler=_flower)
 
     add_job_commands(commands)
+    add_db_commands(commands)
     return parser
 
 

@@ -14,12 +14,14 @@ from medianest_workers.db.models.medianest import (
     VerificationToken,
     YoutubeDownload,
 )
+from medianest_workers.db.models.query_stats import QueryStat
 
 __all__ = [
     "Account",
     "ErrorLog",
     "Job",
     "MediaRequest",
+    "QueryStat",
     "RateLimit",
     "ServiceConfig",
     "ServiceStatus",
