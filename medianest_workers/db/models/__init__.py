@@ -1,6 +1,7 @@
 """Mapped classes: the MediaNest backend's tables and the platform's own."""
 
 from medianest_workers.db.models.jobs import Job
+from medianest_workers.db.models.key_rotation import KeyRotationCheckpoint
 from medianest_workers.db.models.medianest import (
     Account,
     ErrorLog,
@@ -20,6 +21,7 @@ __all__ = [
     "Account",
     "ErrorLog",
     "Job",
+    "KeyRotationCheckpoint",
     "MediaRequest",
     "QueryStat",
     "RateLimit",
