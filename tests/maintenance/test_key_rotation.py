@@ -51,8 +51,11 @@ class Keys:
 
 
 @pytest.fixture
-def keys(tmp_path: Path) -> Keys:
-    return Keys(tmp_path)
+def keys(tmp_root: Path) -> Keys:
+    """Key files in this run's own folder (not tmp_path, which other runs may prune)."""
+    folder = tmp_root / f"keys-{uuid.uuid4().hex[:8]}"
+    folder.mkdir()
+    return Keys(folder)
 
 
 def seed_users(session_factory: sessionmaker[Session], count: int, secret: str = OLD) -> None:

