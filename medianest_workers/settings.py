@@ -137,6 +137,12 @@ class Settings(BaseSettings):
     backup_restore_timeout_seconds: float = Field(default=1800.0, gt=0, le=2400)
 
     # Maintenance: query statistics.
+    #: How many statements (by total execution time) each daily snapshot keeps.
+    query_stats_top: int = Field(default=50, ge=1, le=1000)
+    #: Longer normalized statement texts are cut to this many characters.
+    query_stats_query_max_chars: int = Field(default=2000, ge=100, le=100_000)
+    #: Snapshots older than this many days are deleted when a new one is taken.
+    query_stats_retention_days: int = Field(default=90, ge=1, le=3650)
 
     # API.
     api_host: str = "127.0.0.1"

@@ -1,7 +1,7 @@
 """The maintenance family's recurring jobs (gathered by beat_schedule.py).
 
 One cleanup per target, each on a period that fits how fast its rows go stale; a nightly
-verified backup, restore-checked on Sundays.
+verified backup, restore-checked on Sundays; a daily snapshot of the query statistics.
 """
 
 from __future__ import annotations
@@ -49,5 +49,16 @@ SCHEDULES: list[Schedule] = [
         cron=crontab(minute=30, hour=3, day_of_week="0"),
         expires=dt.timedelta(hours=6),
         payload={"restore_check": True},
+    ),
+    Schedule(
+        name="maintenance.query_stats.daily",
+        kind="maintenance.query_stats",
+        description=(
+            "Snapshot pg_stat_statements' top QUERY_STATS_TOP statements by total execution"
+            " time into mnw_query_stats (succeeds with available=false where the extension"
+            " is not enabled); read them with `medianest-workers db top`"
+        ),
+        cron=crontab(minute=30, hour=4),
+        expires=dt.timedelta(hours=6),
     ),
 ]

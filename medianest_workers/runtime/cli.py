@@ -15,8 +15,10 @@ from collections.abc import Callable, Sequence
 from medianest_workers.errors import ConfigurationError
 from medianest_workers.logs import configure_logging
 from medianest_workers.runtime.backup_cli import add_backup_commands
+from medianest_workers.runtime.db_cli import add_db_commands
 from medianest_workers.runtime.instance import adopt_running_up
 from medianest_workers.runtime.jobs_cli import add_job_commands
+from medianest_workers.runtime.key_cli import add_rotate_key_command
 from medianest_workers.runtime.roles import (
     POOLS,
     QUEUES,
@@ -146,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_job_commands(commands)
     add_backup_commands(commands)
+    add_db_commands(commands)
+    add_rotate_key_command(commands)
     return parser
 
 

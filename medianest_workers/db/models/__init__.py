@@ -2,6 +2,7 @@
 
 from medianest_workers.db.models.backups import Backup
 from medianest_workers.db.models.jobs import Job
+from medianest_workers.db.models.key_rotation import KeyRotationCheckpoint
 from medianest_workers.db.models.medianest import (
     Account,
     ErrorLog,
@@ -15,13 +16,16 @@ from medianest_workers.db.models.medianest import (
     VerificationToken,
     YoutubeDownload,
 )
+from medianest_workers.db.models.query_stats import QueryStat
 
 __all__ = [
     "Account",
     "Backup",
     "ErrorLog",
     "Job",
+    "KeyRotationCheckpoint",
     "MediaRequest",
+    "QueryStat",
     "RateLimit",
     "ServiceConfig",
     "ServiceStatus",
