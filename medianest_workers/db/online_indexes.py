@@ -2,7 +2,6 @@
 
 A concurrent build that fails (cancelled, deadlock, a deploy killed mid-way) leaves an INVALID
 index behind that `IF NOT EXISTS` would happily skip: such an index is dropped and rebuilt.
-(Revision 0002 carries its own copy of this function, written before this module.)
 """
 
 from __future__ import annotations

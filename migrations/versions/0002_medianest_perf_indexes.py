@@ -2,7 +2,7 @@
 
 The backend's `20250905190300_performance_optimization_indexes` is broken as shipped (it runs
 `CREATE INDEX CONCURRENTLY` inside a transaction). This revision creates what is worth having
-from it (contracts/medianest-schema-with-perf-indexes.json), each statement outside a
+from it (tests/contracts/medianest-schema-with-perf-indexes.json), each statement outside a
 transaction (Alembic's autocommit_block) so writers are never blocked.
 
 Left out, on purpose:
@@ -28,8 +28,9 @@ Create Date: 2026-11-24
 
 from collections.abc import Sequence
 
-import sqlalchemy as sa
 from alembic import op
+
+from medianest_workers.db.online_indexes import build_index_concurrently
 
 revision: str = "0002_medianest_perf_indexes"
 down_revision: str | None = "0001_medianest_baseline"
@@ -75,30 +76,6 @@ PERF_INDEXES: dict[str, tuple[str, str]] = {
         "USING btree (user_id, status)",
     ),
 }
-
-_INDEX_STATE = sa.text(
-    """
-    SELECT i.indisvalid
-    FROM pg_class c
-    JOIN pg_namespace n ON n.oid = c.relnamespace
-    JOIN pg_index i ON i.indexrelid = c.oid
-    WHERE n.nspname = current_schema() AND c.relname = :name
-    """
-)
-
-
-def build_index_concurrently(name: str, table: str, definition: str) -> None:
-    """Create index `name` concurrently unless a valid one exists; rebuild an invalid one.
-
-    Must run inside `op.get_context().autocommit_block()`.
-    """
-    bind = op.get_bind()
-    valid = bind.execute(_INDEX_STATE, {"name": name}).scalar_one_or_none()
-    if valid:
-        return
-    if valid is False:
-        op.execute(f'DROP INDEX CONCURRENTLY IF EXISTS "{name}"')
-    op.execute(f'CREATE INDEX CONCURRENTLY "{name}" ON "{table}" {definition}')
 
 
 def upgrade() -> None:
