@@ -32,6 +32,8 @@ from medianest_workers.runtime.roles import (
 from medianest_workers.settings import get_settings
 
 EXIT_CONFIG = 2
+#: The database (or another server a command needs) cannot be reached.
+EXIT_UNAVAILABLE = 1
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -165,6 +167,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigurationError as exc:
         print(f"medianest-workers: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except Exception as exc:
+        outage = _database_outage(exc)
+        if outage is None:
+            raise
+        print(f"medianest-workers: cannot reach the database: {outage}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+
+
+def _database_outage(error: Exception) -> str | None:
+    """The first line of a database connection failure, or None for any other error.
+
+    SQLAlchemy is imported only by the commands that use the database: if it is not loaded,
+    the error cannot be one of its own.
+    """
+    sqlalchemy_exc = sys.modules.get("sqlalchemy.exc")
+    if sqlalchemy_exc is None or not isinstance(
+        error, (sqlalchemy_exc.OperationalError, sqlalchemy_exc.InterfaceError)
+    ):
+        return None
+    lines = str(getattr(error, "orig", None) or error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
 
 
 if __name__ == "__main__":

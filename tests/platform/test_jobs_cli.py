@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
+import sys
 import uuid
 
 import pytest
 from sqlalchemy import Engine
 
 from medianest_workers.runtime.jobs_cli import add_job_commands
-from tests.platform.conftest import job_row
+from tests.helpers import free_port
+from tests.platform.conftest import REPO_ROOT, job_row
 
 
 def run(*argv: str) -> int:
@@ -151,3 +155,26 @@ def test_jobs_cancel_a_queued_job_then_refuses_a_second_time(engine, session_fac
     assert "already cancelled" in capsys.readouterr().err
     assert run("jobs", "cancel", str(uuid.uuid4())) == 1
     assert "no job with id" in capsys.readouterr().err
+
+
+def test_an_unreachable_database_is_one_line_not_a_traceback(tmp_path) -> None:
+    """`jobs list` against a port where no PostgreSQL listens: exit 1, one clear line."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgresql://postgres@127.0.0.1:{free_port()}/nothing",
+        "DATA_DIR": str(tmp_path),
+        "PYTHONPATH": str(REPO_ROOT),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "medianest_workers.runtime.cli", "jobs", "list"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("medianest-workers: cannot reach the database: ")
+    assert "Traceback" not in done.stderr
