@@ -5,8 +5,24 @@ the database's clock minus the target's retention (a setting; none for rows that
 expire). `TARGETS` is the declarative list; a later family (health history, a download
 archive) adds its table by one entry.
 
-A batch is one short transaction (`SET LOCAL lock_timeout` and `statement_timeout`) that
-deletes what one sub-select picks and locks, oldest first:
+A batch is one short transaction (`SET LOCAL lock_timeout` and `statement_timeout`). On a
+table with an index on its column (every target but verification_tokens), it is a plain
+range DELETE on that index, oldest first:
+
+    DELETE FROM t WHERE <column> >= :after AND <column> < :until AND <past>
+
+- `:until` is the value of the row just past the batch's first :limit rows from `:after`
+  on; one read-only probe walks the index for the bounds of the next RANGE_PROBE_STEPS
+  batches (`range_statements`), and each batch starts where the last one ended. So a batch
+  costs, row for row, what one DELETE of everything costs: no sub-select, no row locks
+  taken ahead, no second visit of a row (see bench/cleanup.py).
+- `<past>` is checked again on each row as it is deleted: a row made valid meanwhile (a
+  session extended) stays.
+- A plain DELETE waits for a row another transaction holds: at most CLEANUP_LOCK_TIMEOUT_MS,
+  after which the batch (rolled back, nothing deleted) is done again in the form below,
+  which passes over the rows held (`lock_waits` in the report). The same form deletes a
+  batch of rows sharing one value (no range splits them), and every batch of an unordered
+  target (no index):
 
     WITH gone AS (
         DELETE FROM t WHERE ctid = ANY(ARRAY(
@@ -16,18 +32,14 @@ deletes what one sub-select picks and locks, oldest first:
         RETURNING <column>)
     SELECT count(*), max(<column>) FROM gone
 
-- Rows are named by `ctid`, in the statement that locked them (FOR UPDATE): a locked row
-  cannot move, so within the statement its ctid is as good as its primary key, at half the
-  cost (no second index descent per row; see bench/cleanup.py), and a table without a
-  primary key (verification_tokens) needs nothing special.
-- Rows another transaction holds are skipped: a batch never queues behind the backend.
-- `<past>` is checked again on each row as it is deleted: a row made valid meanwhile (a
-  session extended) stays.
-- Each batch starts where the last one ended (`:after`, the newest value it deleted): a scan
-  from the start would visit the heap for every index entry of the rows just deleted (until
-  VACUUM removes them), which makes a large cleanup several times slower and its statements
-  ever longer. So one run is one pass, oldest to newest: a row skipped because it was locked,
-  or one that turns up behind the pass, goes on the next run.
+  Rows are named by `ctid`, in the statement that locked them (FOR UPDATE): a locked row
+  cannot move, so within the statement its ctid is as good as its primary key, and a table
+  without a primary key (verification_tokens) needs nothing special.
+- Each batch starts where the last one ended (`:after`): a scan from the start would visit
+  the heap for every index entry of the rows just deleted (until VACUUM removes them),
+  which makes a large cleanup several times slower and its statements ever longer. So one
+  run is one pass, oldest to newest: a row passed over because it was locked, or one that
+  turns up behind the pass, goes on the next run.
 - The batch size follows the measured statement time (CLEANUP_BATCH_TARGET_MS, between
   CLEANUP_BATCH_MIN_ROWS and CLEANUP_BATCH_MAX_ROWS).
 
@@ -66,6 +78,7 @@ MAX_STEP = 2.0
 MAX_CONSECUTIVE_TIMEOUTS = 5
 #: SQLSTATEs of a batch stopped by its own bounds: lock_not_available, query_canceled.
 _TIMEOUT_CODES = frozenset({"55P03", "57014"})
+_LOCK_NOT_AVAILABLE = "55P03"
 
 
 @dataclass(frozen=True)
@@ -74,6 +87,8 @@ class Batch:
 
     deleted: int
     last: dt.datetime | None
+    #: Whether the pass reached the cut-off (None: when it deleted fewer than it asked for).
+    done: bool | None = None
 
 
 #: (connection, cut-off, after, limit) -> Batch: one batch, inside the caller's transaction.
@@ -184,6 +199,8 @@ class TargetReport:
     #: (rows other transactions held, or that turned up behind the pass, wait for the next).
     complete: bool = False
     timeouts: int = 0
+    #: Batches that met a row held by another transaction (and were redone skipping it).
+    lock_waits: int = 0
     longest_statement_ms: float = 0.0
     batch_rows: int = 0
 
@@ -193,6 +210,7 @@ class TargetReport:
             "batches": self.batches,
             "complete": self.complete,
             "timeouts": self.timeouts,
+            "lock_waits": self.lock_waits,
             "longest_statement_ms": round(self.longest_statement_ms, 1),
             "cutoff": self.cutoff.isoformat() if self.cutoff else None,
         }
@@ -252,16 +270,84 @@ def delete_statement(target: Target) -> str:
     )
 
 
+def range_statements(target: Target) -> tuple[str, str]:
+    """An ordered target's range batches: (the bounds probe, the DELETE of [:after, :until)).
+
+    The probe walks the index from :after in steps of :limit rows, up to :steps of them:
+    each bound is the `column` value of the row just past the step (an index-only scan,
+    no writes). The DELETE is a plain range DELETE on the index, row for row as cheap as
+    one DELETE of everything.
+    """
+    table, column = f'"{target.table}"', f'"{target.column}"'
+    start = f"{column} >= COALESCE(CAST(:after AS timestamp), '-infinity')"
+    probe = (
+        "WITH RECURSIVE bound(at, step) AS ("
+        f" SELECT (SELECT {column} FROM {table} WHERE {start} AND {column} < :cutoff"
+        f" ORDER BY {column} OFFSET :limit LIMIT 1), 1"
+        " UNION ALL"
+        f" SELECT (SELECT {column} FROM {table} WHERE {column} >= bound.at"
+        f" AND {column} < :cutoff ORDER BY {column} OFFSET :limit LIMIT 1), step + 1"
+        " FROM bound WHERE bound.at IS NOT NULL AND step < :steps)"
+        " SELECT at FROM bound ORDER BY step"
+    )
+    delete = f"DELETE FROM {table} WHERE {start} AND {column} < :until AND {column} < :cutoff"
+    return probe, delete
+
+
 def _generic_delete(target: Target) -> BatchDelete:
     statement = text(delete_statement(target))
 
-    def delete(
+    def skip_locked(
         connection: Connection, cutoff: dt.datetime, after: dt.datetime | None, limit: int
     ) -> Batch:
         row = connection.execute(
             statement, {"cutoff": cutoff, "after": after, "limit": limit}
         ).one()
         return Batch(deleted=row[0], last=row[1])
+
+    return skip_locked
+
+
+#: Bounds one probe of a range target looks ahead (its batches then need none).
+RANGE_PROBE_STEPS = 8
+
+
+def _range_delete(target: Target) -> BatchDelete:
+    probe_sql, range_sql = range_statements(target)
+    probe, ranged = text(probe_sql), text(range_sql)
+    skip_locked = _generic_delete(target)
+    #: The next batches' upper bounds, oldest first; None: the cut-off (the pass ends).
+    ahead: list[dt.datetime | None] = []
+
+    def delete(
+        connection: Connection, cutoff: dt.datetime, after: dt.datetime | None, limit: int
+    ) -> Batch:
+        if not ahead:
+            ahead.extend(
+                connection.execute(
+                    probe,
+                    {"cutoff": cutoff, "after": after, "limit": limit, "steps": RANGE_PROBE_STEPS},
+                ).scalars()
+            )
+        until = ahead.pop(0)
+        bound = cutoff if until is None else until
+        deleted = 0
+        if after is None or bound > after:
+            try:
+                deleted = connection.execute(
+                    ranged, {"cutoff": cutoff, "after": after, "until": bound}
+                ).rowcount
+            except Exception:
+                ahead.clear()  # the batch is redone from `after`, sized anew
+                raise
+        if deleted == 0 and until is not None:
+            # More than a batch of rows share one value (the first from `after` on): no
+            # range splits them; these go oldest first, :limit of them, as locked rows do.
+            ahead.clear()
+            return skip_locked(connection, cutoff, after, limit)
+        # The next batch starts at `until` (rows equal to it are left for it), or at the
+        # cut-off: this one reached it, and finished the pass unless it came out full.
+        return Batch(deleted=deleted, last=bound, done=False if until is not None else None)
 
     return delete
 
@@ -316,6 +402,19 @@ def _is_timeout(error: OperationalError) -> bool:
     return getattr(error.orig, "pgcode", None) in _TIMEOUT_CODES
 
 
+def _is_lock_timeout(error: OperationalError) -> bool:
+    return getattr(error.orig, "pgcode", None) == _LOCK_NOT_AVAILABLE
+
+
+def _deletes(target: Target) -> tuple[BatchDelete, BatchDelete | None]:
+    """A target's batch delete, and the one that retries a batch that met a locked row."""
+    if target.delete is not None:
+        return target.delete, None
+    if not target.ordered:
+        return _generic_delete(target), None
+    return _range_delete(target), _generic_delete(target)
+
+
 def clean_target(
     target: Target,
     *,
@@ -332,7 +431,7 @@ def clean_target(
     """
     settings = settings or get_settings()
     engine = engine or get_engine()
-    delete = target.delete or _generic_delete(target)
+    delete, on_lock = _deletes(target)
     cutoff = cutoff_for(engine, target, settings, now)
     report = TargetReport(name=target.name, cutoff=cutoff)
     sizer = BatchSizer.from_settings(settings)
@@ -342,9 +441,20 @@ def clean_target(
         limit = sizer.size
         report.batch_rows = limit
         try:
-            batch, seconds = _one_batch(
-                engine, delete, cutoff=cutoff, after=after, limit=limit, settings=settings
-            )
+            try:
+                batch, seconds = _one_batch(
+                    engine, delete, cutoff=cutoff, after=after, limit=limit, settings=settings
+                )
+            except OperationalError as exc:
+                if on_lock is None or not _is_lock_timeout(exc):
+                    raise
+                # A row of the range is held by another transaction: this batch again,
+                # in its own transaction, passing over the rows held.
+                report.lock_waits += 1
+                log.info("cleanup %s: a row is locked; this batch skips locked rows", target.name)
+                batch, seconds = _one_batch(
+                    engine, on_lock, cutoff=cutoff, after=after, limit=limit, settings=settings
+                )
         except OperationalError as exc:
             if not _is_timeout(exc):
                 raise
@@ -362,7 +472,7 @@ def clean_target(
         report.deleted += batch.deleted
         report.batches += 1
         report.longest_statement_ms = max(report.longest_statement_ms, seconds * 1000)
-        report.complete = batch.deleted < limit
+        report.complete = batch.deleted < limit if batch.done is None else batch.done
         if on_batch is not None:
             on_batch(report)
         if report.complete:

@@ -144,8 +144,8 @@ def test_the_database_clock_decides_by_default(engine: Engine, db_now: dt.dateti
 def test_a_row_held_by_another_transaction_is_skipped_and_survives_its_revival(
     engine: Engine, db_now: dt.datetime
 ) -> None:
-    """The backend extends an expired session while cleanup runs: the batch does not wait
-    for it, and does not delete it."""
+    """The backend extends an expired session while cleanup runs: the batch waits for it no
+    longer than its lock timeout, is done again passing over it, and does not delete it."""
     with engine.begin() as connection:
         for n in range(5):
             rows.insert(
@@ -161,7 +161,9 @@ def test_a_row_held_by_another_transaction_is_skipped_and_survives_its_revival(
         [report] = cleanup.run_cleanup(["session_tokens"], settings=settings, now=db_now)
         holder.commit()
     assert report.timeouts == 0
+    assert report.lock_waits == 1  # one range batch met the row, and was redone without it
     assert report.deleted == 4
+    assert report.complete
     with engine.connect() as connection:
         assert rows.keys(connection, "session_tokens") == {"expired-2"}
 
@@ -174,8 +176,9 @@ def test_a_locked_row_still_expired_goes_on_the_next_run(
             rows.insert(connection, "sessions", f"expired-{n}", db_now - dt.timedelta(hours=1))
     with engine.connect() as holder:
         holder.execute(text("SELECT 1 FROM sessions WHERE id = 'expired-1' FOR UPDATE"))
-        cleanup.run_cleanup(["sessions"], now=db_now)
+        [held] = cleanup.run_cleanup(["sessions"], now=db_now)
         holder.rollback()
+    assert (held.deleted, held.lock_waits, held.timeouts) == (2, 1, 0)
     with engine.connect() as connection:
         assert rows.keys(connection, "sessions") == {"expired-1"}
     [report] = cleanup.run_cleanup(["sessions"], now=db_now)
@@ -375,3 +378,19 @@ def test_a_row_behind_the_pass_goes_on_the_next_run(engine: Engine, db_now: dt.d
     assert second.deleted == 1
     with engine.connect() as connection:
         assert rows.keys(connection, "sessions") == set()
+
+
+def test_rows_sharing_one_value_beyond_a_batch_all_go(engine: Engine, db_now: dt.datetime) -> None:
+    """No range splits rows of one value: such a batch goes oldest first by LIMIT instead."""
+    tied = db_now - dt.timedelta(hours=2)
+    with engine.begin() as connection:
+        rows.insert(connection, "session_tokens", "older", db_now - dt.timedelta(hours=3))
+        for n in range(7):
+            rows.insert(connection, "session_tokens", f"tied-{n}", tied)
+        rows.insert(connection, "session_tokens", "newer", db_now - dt.timedelta(hours=1))
+        rows.insert(connection, "session_tokens", "valid", db_now + dt.timedelta(hours=1))
+    settings = load_settings(**SMALL_BATCHES)
+    [report] = cleanup.run_cleanup(["session_tokens"], settings=settings, now=db_now)
+    with engine.connect() as connection:
+        assert rows.keys(connection, "session_tokens") == {"valid"}
+    assert (report.deleted, report.complete, report.timeouts) == (9, True, 0)
