@@ -16,7 +16,7 @@ import traceback
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, func, literal, select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import Insert, insert
 from sqlalchemy.exc import SQLAlchemyError
 
 from medianest_workers.db.base import new_id
@@ -74,7 +74,7 @@ def insert_job_errors(connection: Connection, failures: list[JobFailure]) -> Non
         )
 
 
-def _insert(failure: JobFailure):  # type: ignore[no-untyped-def]
+def _insert(failure: JobFailure) -> Insert:
     owner = select(User.id).where(User.id == failure.user_id).scalar_subquery()
     stack = None
     if failure.error is not None:

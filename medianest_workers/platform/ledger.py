@@ -166,11 +166,8 @@ class Skip:
 
 @dataclass(frozen=True)
 class Dead:
-    """Nothing to run: this claim found the job's attempts used up and marked it `dead`."""
-
-    correlation_id: str
-    user_id: str | None
-    attempts: int
+    """Nothing to run: this claim found the job's attempts used up and marked it `dead`
+    (its error_logs row written in the same transaction)."""
 
 
 @dataclass(frozen=True)
@@ -271,11 +268,7 @@ def claim(job_id: str, *, worker: str, stale_seconds: float) -> Claimed | Skip |
             row = taken_over
         if row.attempts > row.max_attempts:
             mark_dead(connection, [job_id])
-            return Dead(
-                correlation_id=row.correlation_id,
-                user_id=row.user_id,
-                attempts=row.max_attempts,
-            )
+            return Dead()
         return Claimed(
             kind=row.kind,
             payload=row.payload,
@@ -526,10 +519,11 @@ def lock_lost_running(connection: Connection, *, stale_after: float, limit: int)
 
 def requeue_lost(connection: Connection, rows: Sequence[Row[Any]]) -> None:
     """Lost running jobs back to `queued` (their message is published after the commit)."""
-    for message, chosen in (
-        (WORKER_GONE_MESSAGE, [row.id for row in rows if is_local_process_gone(row.worker)]),
-        (WORKER_LOST_MESSAGE, [row.id for row in rows if not is_local_process_gone(row.worker)]),
-    ):
+    by_message: dict[str, list[str]] = {WORKER_GONE_MESSAGE: [], WORKER_LOST_MESSAGE: []}
+    for row in rows:
+        gone = is_local_process_gone(row.worker)
+        by_message[WORKER_GONE_MESSAGE if gone else WORKER_LOST_MESSAGE].append(row.id)
+    for message, chosen in by_message.items():
         if chosen:
             connection.execute(_REQUEUE_LOST, {"ids": chosen, "message": message})
 

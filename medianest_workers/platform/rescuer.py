@@ -106,8 +106,9 @@ def rescue(
     return report
 
 
-def rescue_round(*, recorded_by: str) -> RescueReport:
-    """One pass with the configured bounds, recorded in the ledger when it changed something."""
+def rescue_round(*, recorded_by: str | None = None) -> RescueReport:
+    """One pass with the configured bounds; with `recorded_by`, recorded in the ledger when it
+    changed something (a manual run is recorded as the job that ran it)."""
     settings = get_settings()
     return rescue(
         queued_after=settings.rescue_queued_after_seconds,

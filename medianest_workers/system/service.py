@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from medianest_workers.platform.context import JobContext
-from medianest_workers.platform.rescuer import rescue
-from medianest_workers.settings import get_settings
+from medianest_workers.platform.rescuer import rescue_round
 
 
 def idle(ctx: JobContext, seconds: float) -> None:
@@ -17,11 +14,4 @@ def idle(ctx: JobContext, seconds: float) -> None:
 
 def rescue_now() -> dict[str, int]:
     """One round of the rescuer with the configured bounds; its counts."""
-    settings = get_settings()
-    report = rescue(
-        queued_after=settings.rescue_queued_after_seconds,
-        stale_after=settings.heartbeat_stale_seconds,
-        batch_size=settings.rescue_batch_size,
-    )
-    counts: dict[str, Any] = report.as_dict()
-    return counts
+    return rescue_round().as_dict()
