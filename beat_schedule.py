@@ -8,8 +8,11 @@ piled up behind the next one. See medianest_workers/platform/schedules.py.
 
 from __future__ import annotations
 
+from medianest_workers.downloads import schedules as downloads
+from medianest_workers.health import schedules as health
 from medianest_workers.maintenance import schedules as maintenance
 from medianest_workers.platform.schedules import Schedule
+from medianest_workers.requests import schedules as requests
 from medianest_workers.system import schedules as system
 
 #: Each family declares its schedules beside its tasks (`<family>/schedules.py`); this is the
@@ -17,5 +20,8 @@ from medianest_workers.system import schedules as system
 #: RESCUE_INTERVAL_SECONDS (medianest_workers/platform/beat.py).
 SCHEDULES: list[Schedule] = [
     *system.SCHEDULES,
+    *requests.SCHEDULES,
+    *downloads.SCHEDULES,
+    *health.SCHEDULES,
     *maintenance.SCHEDULES,
 ]

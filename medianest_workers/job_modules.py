@@ -9,5 +9,8 @@ from __future__ import annotations
 
 JOB_MODULES: tuple[str, ...] = (
     "medianest_workers.system.tasks",
+    "medianest_workers.requests.tasks",
+    "medianest_workers.downloads.tasks",
+    "medianest_workers.health.tasks",
     "medianest_workers.maintenance.tasks",
 )

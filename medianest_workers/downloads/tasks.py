@@ -1,0 +1,3 @@
+"""The downloads family's job kinds (thin @job wrappers over its service functions)."""
+
+from __future__ import annotations

@@ -1,0 +1,1 @@
+"""Service health checks: status, response time, uptime, transitions and notifications."""

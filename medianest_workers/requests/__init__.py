@@ -1,0 +1,1 @@
+"""Media requests: two-way sync of `media_requests` with Overseerr/Seerr, webhooks as hints."""
