@@ -144,6 +144,25 @@ class Settings(BaseSettings):
     #: Snapshots older than this many days are deleted when a new one is taken.
     query_stats_retention_days: int = Field(default=90, ge=1, le=3650)
 
+    # Health checks (the health family; tests/contracts/medianest-interop.md sections 1, 5).
+    #: Every check (connect, read, the whole answer) ends within this many seconds.
+    health_timeout_seconds: float = Field(default=10.0, gt=0, le=40)
+    #: A service is `down` only after this many failed checks in a row.
+    health_down_after: int = Field(default=3, ge=1, le=100)
+    #: A check answering slower than this is `degraded` (config_data.degraded_ms overrides).
+    health_degraded_ms: int = Field(default=2000, ge=1)
+    #: How many checks of one round run at once.
+    health_max_concurrency: int = Field(default=200, ge=1, le=1000)
+    #: At most this much of an answer is read (for a keyword or a JSON condition).
+    health_max_body_bytes: int = Field(default=1_048_576, ge=1024, le=16_777_216)
+    #: Whether a round also checks the platform's own PostgreSQL, Redis and workers.
+    health_platform_checks: bool = True
+    #: Check history is kept this long (at least the longest uptime window, 30 days).
+    health_history_days: int = Field(default=30, ge=30, le=3650)
+    #: Apprise URLs notified of transitions, finished downloads and dead jobs (comma- or
+    #: space-separated; they hold tokens, so they are secrets). Empty: no notifications.
+    notify_urls: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+
     # API.
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8080, ge=0, le=65535)
@@ -164,6 +183,19 @@ class Settings(BaseSettings):
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("notify_urls", mode="before")
+    @classmethod
+    def _split_urls(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            parts = [part.strip() for part in value.replace(",", " ").split()]
+            value = [part for part in parts if part]
+        if isinstance(value, list):
+            for position, url in enumerate(value):
+                text = url.get_secret_value() if isinstance(url, SecretStr) else str(url)
+                if "://" not in text:  # never echo the value: it holds a token
+                    raise ValueError(f"entry {position + 1} is not a URL (scheme://...)")
         return value
 
     @field_validator("encryption_key")

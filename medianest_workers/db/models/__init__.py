@@ -1,6 +1,7 @@
 """Mapped classes: the MediaNest backend's tables and the platform's own."""
 
 from medianest_workers.db.models.backups import Backup
+from medianest_workers.db.models.health import HealthCheck, HealthTransition, Notification
 from medianest_workers.db.models.jobs import Job
 from medianest_workers.db.models.key_rotation import KeyRotationCheckpoint
 from medianest_workers.db.models.medianest import (
@@ -22,9 +23,12 @@ __all__ = [
     "Account",
     "Backup",
     "ErrorLog",
+    "HealthCheck",
+    "HealthTransition",
     "Job",
     "KeyRotationCheckpoint",
     "MediaRequest",
+    "Notification",
     "QueryStat",
     "RateLimit",
     "ServiceConfig",
