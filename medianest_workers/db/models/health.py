@@ -17,7 +17,17 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, CheckConstraint, Double, Identity, Index, Integer, Text, text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Double,
+    Identity,
+    Index,
+    Integer,
+    Text,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -49,7 +59,9 @@ class HealthCheck(Base):
     error_class: Mapped[str | None] = mapped_column(Text)
     error_message: Mapped[str | None] = mapped_column(Text)
     cert_days_left: Mapped[float | None] = mapped_column(Double)
-    in_maintenance: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
+    in_maintenance: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, server_default=text("false")
+    )
 
 
 class HealthTransition(Base):
@@ -79,7 +91,9 @@ class Notification(Base):
         Timestamp3, nullable=False, server_default=CURRENT_TIMESTAMP
     )
     #: sha256 prefixes of the NOTIFY_URLS that accepted it.
-    delivered: Mapped[list[Any]] = mapped_column(JSONB, nullable=False, server_default=text("'[]'::jsonb"))
+    delivered: Mapped[list[Any]] = mapped_column(
+        JSONB, nullable=False, server_default=text("'[]'::jsonb")
+    )
     sent_at: Mapped[dt.datetime | None] = mapped_column(Timestamp3)
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
     last_error: Mapped[str | None] = mapped_column(Text)
