@@ -15,8 +15,9 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from medianest_workers import __version__
-from medianest_workers.api import errors, health, jobs, schedules
+from medianest_workers.api import errors, health, jobs, schedules, services
 from medianest_workers.api.middleware import BodyLimitMiddleware, CorrelationIdMiddleware
+from medianest_workers.health.metrics import HealthCollector
 from medianest_workers.maintenance.backup_metrics import BackupCollector
 from medianest_workers.platform.metrics import LedgerCollector
 from medianest_workers.platform.registry import load_job_modules
@@ -65,9 +66,11 @@ def create_app() -> FastAPI:
         LedgerCollector(redis_client=app.state.redis, key_prefix=settings.redis_key_prefix)
     )
     app.state.metrics_registry.register(BackupCollector())
+    app.state.metrics_registry.register(HealthCollector())
     errors.install(app)
     app.include_router(jobs.router)
     app.include_router(schedules.router)
+    app.include_router(services.router)
     app.include_router(health.router)
     # Added last runs first: the correlation id is set before the body limit can refuse.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api_max_body_bytes)

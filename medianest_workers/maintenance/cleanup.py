@@ -182,6 +182,14 @@ TARGETS: tuple[Target, ...] = (
         retention_unit=DAY_SECONDS,
         delete=_prune_jobs,
     ),
+    Target(
+        name="health_checks",
+        table="mnw_health_checks",
+        column="checked_at",
+        description="service health check history older than the longest uptime window",
+        retention_setting="health_history_days",
+        retention_unit=DAY_SECONDS,
+    ),
 )
 TARGETS_BY_NAME: dict[str, Target] = {target.name: target for target in TARGETS}
 TARGET_NAMES: tuple[str, ...] = tuple(TARGETS_BY_NAME)

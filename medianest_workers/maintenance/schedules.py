@@ -35,6 +35,9 @@ SCHEDULES: list[Schedule] = [
     ),
     _cleanup("error_logs", dt.timedelta(hours=1), "error logs past ERROR_LOG_RETENTION_DAYS"),
     _cleanup("jobs", dt.timedelta(hours=1), "finished jobs past JOB_RETENTION_DAYS"),
+    _cleanup(
+        "health_checks", dt.timedelta(hours=1), "health check history past HEALTH_HISTORY_DAYS"
+    ),
     Schedule(
         name="maintenance.backup.nightly",
         kind="maintenance.backup",

@@ -11,6 +11,7 @@ on the hot path (claim, finish) are one statement each.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import socket
 from collections.abc import Iterable, Sequence
@@ -23,6 +24,7 @@ from sqlalchemy.dialects.postgresql import JSONB, insert
 from medianest_workers.db.job_states import KEY_HOLDING_STATES, TERMINAL_STATES, JobState
 from medianest_workers.db.models.jobs import KEY_HOLDING_PREDICATE, Job
 from medianest_workers.db.session import get_engine
+from medianest_workers.platform import events
 from medianest_workers.platform.error_log import JobFailure, insert_job_errors
 from medianest_workers.platform.errors import (
     IdempotencyContentionError,
@@ -36,6 +38,9 @@ from medianest_workers.platform.queries import (
     storable,
     view_of_row,
 )
+from medianest_workers.platform.registry import load_job_modules
+
+log = logging.getLogger(__name__)
 
 NOW_UTC = "timezone('UTC', now())"
 _NOW = literal_column(NOW_UTC)
@@ -230,12 +235,26 @@ _MARK_DEAD = text(
 )
 
 
+@dataclass(frozen=True)
+class DeadJob:
+    """A job the ledger just marked `dead`: what its announcement carries."""
+
+    job_id: str
+    kind: str
+    attempts: int
+
+
 def mark_dead(connection: Connection, job_ids: Sequence[str]) -> list[str]:
     """End running jobs whose attempts are used up as `dead`, with their error_logs rows.
 
     In `connection`'s transaction: the state and its record commit together. Returns the ids
     that changed.
     """
+    return [dead.job_id for dead in mark_dead_jobs(connection, job_ids)]
+
+
+def mark_dead_jobs(connection: Connection, job_ids: Sequence[str]) -> list[DeadJob]:
+    """`mark_dead`, returning what `announce_dead` needs about each job that changed."""
     if not job_ids:
         return []
     rows = connection.execute(_MARK_DEAD, {"ids": list(job_ids)}).all()
@@ -254,11 +273,44 @@ def mark_dead(connection: Connection, job_ids: Sequence[str]) -> list[str]:
             for row in rows
         ],
     )
-    return [row.id for row in rows]
+    return [DeadJob(job_id=row.id, kind=row.kind, attempts=row.attempts) for row in rows]
+
+
+#: The announcement of a job that went `dead` (platform/events.py).
+JOB_DEAD_EVENT = "job.dead"
+
+
+def announce_dead(dead: Sequence[DeadJob]) -> None:
+    """Emit `job.dead` for each job, once the transaction that marked it has committed.
+
+    Never raises: a listener (or the catalog it subscribes from) failing must not break the
+    ledger's caller. The job modules are loaded first so that their listeners are subscribed
+    in whatever process marked the job (a worker, or beat's rescuer).
+    """
+    if not dead:
+        return
+    try:
+        load_job_modules()
+    except Exception:
+        log.exception("job.dead: the job catalog did not load; announcing to whoever listens")
+    for job in dead:
+        try:
+            events.emit(
+                events.Event(
+                    name=JOB_DEAD_EVENT,
+                    subject=f"job:{job.job_id}",
+                    summary=f"job {job.job_id} ({job.kind}) is dead after {job.attempts} attempts",
+                    dedup_key=f"job.dead:{job.job_id}",
+                    fields={"job_id": job.job_id, "kind": job.kind, "attempts": job.attempts},
+                )
+            )
+        except Exception:
+            log.exception("job.dead: announcing job %s failed", job.job_id)
 
 
 def claim(job_id: str, *, worker: str, stale_seconds: float) -> Claimed | Skip | Dead | Defer:
     """Move the job to `running` for this worker, or say why it must not run here."""
+    dead: list[DeadJob] = []
     with get_engine().begin() as connection:
         row = connection.execute(_CLAIM_QUEUED, {"id": job_id, "worker": worker}).one_or_none()
         if row is None:
@@ -267,18 +319,20 @@ def claim(job_id: str, *, worker: str, stale_seconds: float) -> Claimed | Skip |
                 return taken_over
             row = taken_over
         if row.attempts > row.max_attempts:
-            mark_dead(connection, [job_id])
-            return Dead()
-        return Claimed(
-            kind=row.kind,
-            payload=row.payload,
-            attempt=row.attempts,
-            max_attempts=row.max_attempts,
-            correlation_id=row.correlation_id,
-            user_id=row.user_id,
-            enqueued_by=row.enqueued_by,
-            cancel_requested=row.cancel_requested,
-        )
+            dead = mark_dead_jobs(connection, [job_id])
+    if row.attempts > row.max_attempts:
+        announce_dead(dead)  # after the commit
+        return Dead()
+    return Claimed(
+        kind=row.kind,
+        payload=row.payload,
+        attempt=row.attempts,
+        max_attempts=row.max_attempts,
+        correlation_id=row.correlation_id,
+        user_id=row.user_id,
+        enqueued_by=row.enqueued_by,
+        cancel_requested=row.cancel_requested,
+    )
 
 
 def _take_over(

@@ -71,7 +71,8 @@ def rescue(
         running = ledger.lock_lost_running(connection, stale_after=stale_after, limit=batch_size)
         used_up = [row.id for row in running if row.attempts >= row.max_attempts]
         lost = [row for row in running if row.attempts < row.max_attempts]
-        report.dead = ledger.mark_dead(connection, used_up)
+        dead = ledger.mark_dead_jobs(connection, used_up)
+        report.dead = [job.job_id for job in dead]
         ledger.requeue_lost(connection, lost)
         candidates = ledger.lock_unpublished(
             connection, queued_after=queued_after, limit=batch_size
@@ -94,6 +95,7 @@ def rescue(
                 enqueued_by=str(recorded_by),
                 schedule_name=RESCUE_KIND,
             )
+    ledger.announce_dead(dead)  # after the commit; never raises
     messages = [(row.id, row.kind, row.queue, row.correlation_id) for row in (*lost, *queued)]
     failed = publish(messages)
     if failed:

@@ -37,6 +37,10 @@ INSERT: dict[str, str] = {
         " '{}', :state, 1, 'c', 'test',"
         " COALESCE(:at, timezone('UTC', now()) - interval '40 days') - interval '1 hour', :at)"
     ),
+    "health_checks": (
+        "INSERT INTO mnw_health_checks (service_name, kind, checked_at, result, status,"
+        " consecutive_failures) VALUES (:key, 'http', :at, 'up', 'up', 0)"
+    ),
 }
 
 #: target -> the keys of its rows.
@@ -47,6 +51,7 @@ KEYS: dict[str, str] = {
     "rate_limits": "SELECT endpoint FROM rate_limits",
     "error_logs": "SELECT id FROM error_logs",
     "jobs": "SELECT id FROM mnw_jobs",
+    "health_checks": "SELECT service_name FROM mnw_health_checks",
 }
 
 
