@@ -181,6 +181,8 @@ async def _check(
     error = main.exception()
     if error is not None:
         failure = _as_failure(error, config.timeout)
+        if failure.error_class == "CertificateError" and days_left is not None and days_left < 0:
+            failure.message = f"certificate expired {-days_left:g} days ago; {failure.message}"
         return CheckResult(
             DOWN,
             elapsed,
