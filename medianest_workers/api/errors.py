@@ -25,6 +25,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from medianest_workers.platform.errors import (
     IdempotencyConflictError,
@@ -289,6 +290,23 @@ def _platform_handler(
     return handle
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route of the app takes at this request's path.
+
+    Starlette answers 405 from the first route whose path matches, so its `Allow` names that
+    route's methods only (POST for `/v1/jobs`, whose GET is another route).
+    """
+    allowed = []
+    for method in _METHODS:
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] == Match.FULL for route in request.app.router.routes):
+            allowed.append(method)
+    return allowed
+
+
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers that give every refusal the shared shape."""
 
@@ -311,7 +329,7 @@ def install(app: FastAPI) -> None:
         return _validation_response(request, exc)
 
     @app.exception_handler(StarletteHTTPException)
-    def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 400 and exc.detail == _FASTAPI_PARSE_FAILURE:
             return error_response(
                 400,
@@ -321,7 +339,10 @@ def install(app: FastAPI) -> None:
             )
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
-        return error_response(exc.status_code, code, message, headers=exc.headers)
+        headers = exc.headers
+        if exc.status_code == 405:
+            headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(request))}
+        return error_response(exc.status_code, code, message, headers=headers)
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(InterfaceError)

@@ -13,9 +13,11 @@ job, bad cursor) propagate to their handlers in api/errors.py.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+from pydantic import BeforeValidator
 
 from medianest_workers.api.auth import KeyFirstRoute, require_api_key
 from medianest_workers.api.errors import IDEMPOTENCY_HEADER, ApiError
@@ -86,6 +88,15 @@ def idempotency_key_header(
     return key
 
 
+def _iso_only(value: object) -> object:
+    """A date-time parameter is ISO-8601 text; pydantic would also take a number as epoch."""
+    if isinstance(value, str) and not _ISO_DATE.match(value):
+        raise ValueError("must be an ISO-8601 date-time, e.g. 2026-12-03T08:00:00Z")
+    return value
+
+
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
+IsoDateTime = Annotated[dt.datetime, BeforeValidator(_iso_only)]
 IdempotencyKey = Annotated[str | None, Depends(idempotency_key_header)]
 JobId = Annotated[str, Path(description="The job id (what enqueue returned)")]
 
@@ -207,10 +218,10 @@ def list_jobs(
         list[JobState] | None, Query(description="Repeat to match any of several states")
     ] = None,
     enqueued_after: Annotated[
-        dt.datetime | None, Query(description="ISO-8601, inclusive; without offset: UTC")
+        IsoDateTime | None, Query(description="ISO-8601, inclusive; without offset: UTC")
     ] = None,
     enqueued_before: Annotated[
-        dt.datetime | None, Query(description="ISO-8601, exclusive; without offset: UTC")
+        IsoDateTime | None, Query(description="ISO-8601, exclusive; without offset: UTC")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=queries.MAX_PAGE_SIZE)] = queries.DEFAULT_PAGE_SIZE,
     cursor: Annotated[

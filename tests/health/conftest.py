@@ -66,7 +66,7 @@ def _handler(peer: Peer) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(body)
 
-        def do_GET(self) -> None:  # noqa: C901, PLR0912 - one route per behaviour
+        def do_GET(self) -> None:  # noqa: PLR0912 - one route per behaviour
             path = self.path.split("?", 1)[0]
             peer.requests.append((path, dict(self.headers)))
             if path in peer.status_of:
