@@ -17,6 +17,7 @@ from medianest_workers.db.models.medianest import (
     YoutubeDownload,
 )
 from medianest_workers.db.models.query_stats import QueryStat
+from medianest_workers.db.models.requests import RequestPush, RequestSyncState
 
 __all__ = [
     "Account",
@@ -27,6 +28,8 @@ __all__ = [
     "MediaRequest",
     "QueryStat",
     "RateLimit",
+    "RequestPush",
+    "RequestSyncState",
     "ServiceConfig",
     "ServiceStatus",
     "Session",
