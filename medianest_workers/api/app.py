@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from medianest_workers import __version__
-from medianest_workers.api import errors, health, jobs, schedules
+from medianest_workers.api import errors, health, jobs, schedules, webhooks
 from medianest_workers.api.middleware import BodyLimitMiddleware, CorrelationIdMiddleware
 from medianest_workers.maintenance.backup_metrics import BackupCollector
 from medianest_workers.platform.metrics import LedgerCollector
@@ -69,6 +69,7 @@ def create_app() -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(schedules.router)
     app.include_router(health.router)
+    app.include_router(webhooks.router)
     # Added last runs first: the correlation id is set before the body limit can refuse.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api_max_body_bytes)
     app.add_middleware(CorrelationIdMiddleware)
