@@ -97,6 +97,28 @@ class Settings(BaseSettings):
     # Network peers.
     http_timeout_seconds: float = Field(default=10.0, gt=0)
 
+    # Media requests: Overseerr / Seerr (requests/). The `service_config` row named
+    # `overseerr` wins over OVERSEERR_URL / OVERSEERR_API_KEY when it exists and is enabled.
+    #: The server's base URL (`http://overseerr:5055`); `/api/v1` is added when missing.
+    overseerr_url: str | None = None
+    overseerr_api_key: SecretStr | None = None
+    #: The exact `Authorization` header value configured on Overseerr's webhook agent;
+    #: without it POST /v1/webhooks/overseerr refuses every call.
+    overseerr_webhook_secret: SecretStr | None = None
+    #: A larger answer from Overseerr is refused (response_too_large).
+    overseerr_max_response_bytes: int = Field(default=5_242_880, ge=65_536, le=104_857_600)
+    #: Reading one answer (all of its body) takes at most this long.
+    overseerr_read_deadline_seconds: float = Field(default=30.0, gt=0, le=120)
+    #: Requests asked per page by the pull sync, and the most pages one run walks.
+    overseerr_sync_page_size: int = Field(default=100, ge=1, le=1000)
+    overseerr_sync_max_pages: int = Field(default=1000, ge=1, le=100_000)
+    #: The walk goes this far past the stored watermark (clock skew, same-second updates).
+    overseerr_sync_overlap_seconds: int = Field(default=300, ge=0, le=86_400)
+    #: Media details (titles) fetched at once by a sync.
+    overseerr_title_concurrency: int = Field(default=4, ge=1, le=16)
+    #: Webhooks for the same request within this window make one `requests.sync_one` job.
+    overseerr_webhook_window_seconds: int = Field(default=30, ge=1, le=3600)
+
     # Downloads (tests/contracts/medianest-interop.md section 4).
     download_root: Path = Path("/var/lib/medianest/downloads")
 
@@ -177,6 +199,11 @@ class Settings(BaseSettings):
     @classmethod
     def _redis_url(cls, value: str | None) -> str | None:
         return _check_url(value, ("redis", "rediss", "unix", "valkey", "valkeys"))
+
+    @field_validator("overseerr_url")
+    @classmethod
+    def _overseerr_url(cls, value: str | None) -> str | None:
+        return _check_url(value, ("http", "https"))
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from medianest_workers import __version__
-from medianest_workers.api import errors, health, jobs, openapi, schedules, services
+from medianest_workers.api import errors, health, jobs, openapi, schedules, services, webhooks
 from medianest_workers.api.middleware import BodyLimitMiddleware, CorrelationIdMiddleware
 from medianest_workers.health.metrics import HealthCollector
 from medianest_workers.maintenance.backup_metrics import BackupCollector
@@ -72,6 +72,7 @@ def create_app() -> FastAPI:
     app.include_router(schedules.router)
     app.include_router(services.router)
     app.include_router(health.router)
+    app.include_router(webhooks.router)
     openapi.install(app)
     # Added last runs first: the correlation id is set before the body limit can refuse.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api_max_body_bytes)

@@ -1,3 +1,103 @@
-"""The requests family's job kinds (thin @job wrappers over its service functions)."""
+"""The requests family's job kinds: thin wrappers over sync.py and push.py.
+
+`requests.sync` ({"full": false}): the pull sync, on beat every 5 minutes and on demand.
+`requests.sync_one` ({"overseerr_request_id": N}): one request again (webhooks enqueue it).
+`requests.push`: pending local rows without an Overseerr request are submitted.
+All on the `media` queue; Overseerr's errors steer the retries (requests/errors.py).
+"""
 
 from __future__ import annotations
+
+import time
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from medianest_workers.db.session import get_engine
+from medianest_workers.platform.context import JobContext
+from medianest_workers.platform.jobs import job
+from medianest_workers.platform.queues import Queue
+from medianest_workers.platform.registry import EmptyPayload, RetryPolicy
+from medianest_workers.requests import push, sync
+from medianest_workers.requests.client import client_from_config
+
+PROGRESS_INTERVAL_SECONDS = 1.0
+
+
+class SyncPayload(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    full: bool = Field(default=False, description="walk every request, not only the changed ones")
+
+
+class SyncOnePayload(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    overseerr_request_id: int = Field(gt=0, le=2**31 - 1, description="Overseerr's request id")
+
+
+class _PageProgress:
+    def __init__(self, ctx: JobContext) -> None:
+        self._ctx = ctx
+        self._last = 0.0
+
+    def __call__(self, report: sync.SyncReport) -> None:
+        now = time.monotonic()
+        if now - self._last >= PROGRESS_INTERVAL_SECONDS:
+            self._last = now
+            self._ctx.report_progress(report.as_json())
+        self._ctx.check_cancelled()
+
+
+@job(
+    "requests.sync",
+    queue=Queue.MEDIA,
+    payload=SyncPayload,
+    soft_time_limit=240,
+    time_limit=270,
+    retry=RetryPolicy(max_attempts=3, backoff_base_seconds=10, backoff_max_seconds=60),
+)
+def sync_requests(ctx: JobContext, payload: SyncPayload) -> dict[str, Any]:
+    """Pull Overseerr's requests changed since the watermark (all with full) into media_requests."""
+    with client_from_config() as client:
+        report = sync.sync_requests(
+            client,
+            get_engine().connect,
+            full=payload.full,
+            options=sync.SyncOptions.from_settings(),
+            on_page=_PageProgress(ctx),
+        )
+    return report.as_json()
+
+
+@job(
+    "requests.sync_one",
+    queue=Queue.MEDIA,
+    payload=SyncOnePayload,
+    soft_time_limit=30,
+    time_limit=45,
+    retry=RetryPolicy(max_attempts=3, backoff_base_seconds=5, backoff_max_seconds=60),
+)
+def sync_one(ctx: JobContext, payload: SyncOnePayload) -> dict[str, Any]:
+    """Re-fetch one Overseerr request (a webhook's hint) and upsert its media_requests row."""
+    with client_from_config() as client:
+        return sync.sync_one(client, get_engine().connect, payload.overseerr_request_id)
+
+
+@job(
+    "requests.push",
+    queue=Queue.MEDIA,
+    payload=EmptyPayload,
+    soft_time_limit=120,
+    time_limit=150,
+    retry=RetryPolicy(max_attempts=3, backoff_base_seconds=10, backoff_max_seconds=60),
+)
+def push_requests(ctx: JobContext, payload: EmptyPayload) -> dict[str, Any]:
+    """Submit pending local media_requests without an overseerr_id to Overseerr, once each."""
+
+    def progress(report: push.PushReport) -> None:
+        ctx.report_progress(report.as_json())
+        ctx.check_cancelled()
+
+    with client_from_config() as client:
+        return push.push_pending(client, get_engine().connect, on_row=progress).as_json()

@@ -18,6 +18,7 @@ from medianest_workers.db.models.medianest import (
     YoutubeDownload,
 )
 from medianest_workers.db.models.query_stats import QueryStat
+from medianest_workers.db.models.requests import RequestPush, RequestSyncState
 
 __all__ = [
     "Account",
@@ -31,6 +32,8 @@ __all__ = [
     "Notification",
     "QueryStat",
     "RateLimit",
+    "RequestPush",
+    "RequestSyncState",
     "ServiceConfig",
     "ServiceStatus",
     "Session",

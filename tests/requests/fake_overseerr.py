@@ -1,0 +1,245 @@
+"""A loopback fake Overseerr (`/api/v1`, X-Api-Key) for the tests and the benchmark.
+
+Serves GET /request (sort=modified, newest first, take/skip), GET /request/{id},
+GET /movie/{id} and /tv/{id} (title, mediaInfo.requests), GET /user, POST /request.
+`fault` scripts a misbehaviour of GET /request. Bodies follow overseerr-api.yml.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+KEY = "fake-overseerr-key"
+
+
+def iso(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(epoch))
+
+
+class FakeOverseerr:
+    def __init__(self) -> None:
+        self.requests: dict[int, dict[str, Any]] = {}
+        self.users: dict[int, dict[str, Any]] = {}
+        self.titles: dict[tuple[str, int], str] = {}
+        self.fault: str | None = None
+        self.calls: list[str] = []
+        self.post_hold = threading.Event()
+        self.post_hold.set()
+        self.posted = threading.Event()
+        self.lock = threading.Lock()
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *_args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                fake.handle(self, "GET")
+
+            def do_POST(self) -> None:
+                fake.handle(self, "POST")
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def stop(self) -> None:
+        self.post_hold.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+    # -- data ------------------------------------------------------------------------------
+
+    def add_user(self, uid: int, email: str, plex_id: int | None) -> dict[str, Any]:
+        user = {
+            "id": uid,
+            "email": email,
+            "plexId": plex_id,
+            "createdAt": iso(0),
+            "updatedAt": iso(0),
+        }
+        self.users[uid] = user
+        return user
+
+    def add_request(
+        self,
+        rid: int,
+        *,
+        user: int,
+        tmdb: int,
+        media_type: str = "movie",
+        status: int = 2,
+        media_status: int = 3,
+        updated: float | None = None,
+        title: str | None = None,
+    ) -> dict[str, Any]:
+        stamp = iso(updated if updated is not None else time.time() - 3600 + rid)
+        item = {
+            "id": rid,
+            "status": status,
+            "type": media_type,
+            "is4k": False,
+            "createdAt": iso(1_700_000_000 + rid),
+            "updatedAt": stamp,
+            "requestedBy": self.users[user],
+            "modifiedBy": None,
+            "media": {
+                "id": tmdb,
+                "tmdbId": tmdb,
+                "tvdbId": None,
+                "mediaType": media_type,
+                "status": media_status,
+                "createdAt": stamp,
+                "updatedAt": stamp,
+            },
+        }
+        self.requests[rid] = item
+        self.titles[(media_type, tmdb)] = title or f"Title {media_type} {tmdb}"
+        return item
+
+    def by_modified(self) -> list[dict[str, Any]]:
+        return sorted(self.requests.values(), key=lambda r: (r["updatedAt"], r["id"]), reverse=True)
+
+    # -- HTTP ------------------------------------------------------------------------------
+
+    def handle(self, handler: BaseHTTPRequestHandler, method: str) -> None:
+        parts = urlsplit(handler.path)
+        query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        path = parts.path.removeprefix("/api/v1")
+        self.calls.append(f"{method} {path}")
+        length = int(handler.headers.get("Content-Length") or 0)
+        body = handler.rfile.read(length) if length else b""
+        if handler.headers.get("X-Api-Key") != KEY:
+            return self.send(handler, 401, {"message": "Unauthorized"})
+        if method == "GET" and path == "/request":
+            return self.list_requests(handler, query)
+        if method == "GET" and path.startswith("/request/"):
+            item = self.requests.get(int(path.rsplit("/", 1)[1]))
+            return self.send(handler, 200, item) if item else self.send(handler, 404, {})
+        if method == "GET" and path.startswith(("/movie/", "/tv/")):
+            media_type, tmdb = path.strip("/").split("/")
+            title = self.titles.get((media_type, int(tmdb)))
+            if title is None:
+                return self.send(handler, 404, {"message": "not found"})
+            requests = [
+                r
+                for r in self.requests.values()
+                if r["media"]["tmdbId"] == int(tmdb) and r["media"]["mediaType"] == media_type
+            ]
+            key = "title" if media_type == "movie" else "name"
+            info = {"id": int(tmdb), "tmdbId": int(tmdb), "status": 2, "requests": requests}
+            return self.send(handler, 200, {"id": int(tmdb), key: title, "mediaInfo": info})
+        if method == "GET" and path == "/user":
+            users = list(self.users.values())
+            take, skip = int(query.get("take", 20)), int(query.get("skip", 0))
+            return self.send(handler, 200, self.page(users, take, skip))
+        if method == "POST" and path == "/request":
+            data = json.loads(body)
+            with self.lock:
+                rid = max(self.requests, default=0) + 1
+                item = self.add_request(
+                    rid,
+                    user=data["userId"],
+                    tmdb=data["mediaId"],
+                    media_type=data["mediaType"],
+                    status=1,
+                    media_status=2,
+                    updated=time.time(),
+                )
+            self.posted.set()
+            self.post_hold.wait(30)
+            return self.send(handler, 201, item)
+        return self.send(handler, 404, {"message": "no route"})
+
+    @staticmethod
+    def page(items: list[Any], take: int, skip: int) -> dict[str, Any]:
+        pages = (len(items) + take - 1) // take
+        return {
+            "pageInfo": {"page": skip // take + 1, "pages": pages, "results": len(items)},
+            "results": items[skip : skip + take],
+        }
+
+    def list_requests(self, handler: BaseHTTPRequestHandler, query: dict[str, str]) -> None:
+        take, skip = int(query.get("take", 20)), int(query.get("skip", 0))
+        fault = self.fault
+        if fault == "malformed_json":
+            return self.raw(handler, 200, b'{"pageInfo": {"pages": 1', "application/json")
+        if fault == "html":
+            return self.raw(handler, 502, b"<html>Bad gateway</html>", "text/html")
+        if fault == "html200":
+            return self.raw(handler, 200, b"<html>login</html>", "text/html")
+        if fault == "huge":
+            return self.raw(
+                handler, 200, b'{"x": "' + b"a" * 10_000_000 + b'"}', "application/json"
+            )
+        if fault == "endless":
+            return self.endless(handler)
+        if fault == "status503":
+            return self.send(handler, 503, {"message": "down"})
+        if fault == "status429":
+            return self.send(handler, 429, {"message": "slow down"}, {"Retry-After": "1"})
+        if fault == "missing_pageinfo":
+            return self.send(handler, 200, {"results": []})
+        page = self.page(self.by_modified(), take, skip)
+        if fault == "repeat":
+            page = self.page(self.by_modified(), take, 0)
+        if fault == "endless_pages":
+            page["pageInfo"]["pages"] = 10**6
+            page["pageInfo"]["results"] = 10**8
+            page = {**page, "results": self.page(self.by_modified(), take, 0)["results"]}
+        return self.send(handler, 200, page)
+
+    def endless(self, handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Transfer-Encoding", "chunked")
+        handler.end_headers()
+        try:
+            handler.wfile.write(b"1\r\n[\r\n")
+            for _ in range(600):
+                handler.wfile.write(b"2\r\n1,\r\n")
+                handler.wfile.flush()
+                time.sleep(0.05)
+        except OSError:
+            pass
+        handler.close_connection = True
+
+    @staticmethod
+    def send(
+        handler: BaseHTTPRequestHandler,
+        status: int,
+        data: Any,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        FakeOverseerr.raw(handler, status, json.dumps(data).encode(), "application/json", headers)
+
+    @staticmethod
+    def raw(
+        handler: BaseHTTPRequestHandler,
+        status: int,
+        body: bytes,
+        content_type: str,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        handler.send_response(status)
+        handler.send_header("Content-Type", content_type)
+        handler.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            handler.send_header(name, value)
+        handler.end_headers()
+        try:
+            handler.wfile.write(body)
+        except OSError:
+            pass

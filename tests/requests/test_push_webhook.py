@@ -1,0 +1,143 @@
+"""Push (exactly one Overseerr request per pending row) and the Overseerr webhook endpoint."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+from sqlalchemy import Engine, text
+
+from medianest_workers.requests import errors
+from medianest_workers.requests.client import ClientOptions, OverseerrClient
+from medianest_workers.requests.push import push_pending
+from medianest_workers.settings import reset_settings_cache
+from tests.requests.fake_overseerr import KEY, FakeOverseerr
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeOverseerr]:
+    server = FakeOverseerr()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def local_pending(engine: Engine) -> None:
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO users (id, email, plex_id) VALUES ('u1', 'one@example.org', '1001');"
+                " INSERT INTO media_requests (id, user_id, title, media_type, tmdb_id)"
+                " VALUES ('r1', 'u1', 'Dune', 'movie', '438631')"
+            )
+        )
+
+
+def overseerr_id(engine: Engine) -> str | None:
+    with engine.connect() as connection:
+        return connection.scalar(text("SELECT overseerr_id FROM media_requests WHERE id = 'r1'"))
+
+
+def test_push_creates_one_request_and_never_twice(
+    engine: Engine, session_factory: object, fake: FakeOverseerr
+) -> None:
+    local_pending(engine)
+    fake.add_user(7, "one@example.org", 1001)
+    fake.titles[("movie", 438631)] = "Dune"
+    with OverseerrClient(fake.url, SecretStr(KEY)) as client:
+        first = push_pending(client, engine.connect)
+        assert first.created == 1
+        assert overseerr_id(engine) == "1"
+        second = push_pending(client, engine.connect)
+        assert second.candidates == 0
+    assert [r["requestedBy"]["id"] for r in fake.requests.values()] == [7]
+
+
+def test_lost_answer_is_found_again_not_resubmitted(
+    engine: Engine, session_factory: object, fake: FakeOverseerr
+) -> None:
+    """Overseerr created the request but we never committed it (answer lost, worker gone)."""
+    local_pending(engine)
+    fake.add_user(7, "one@example.org", 1001)
+    fake.titles[("movie", 438631)] = "Dune"
+    fake.post_hold.clear()  # Overseerr creates the request, then its answer never arrives
+    options = ClientOptions(read_timeout=1, retries=0)
+    with OverseerrClient(fake.url, SecretStr(KEY), options) as client:
+        with pytest.raises(errors.OverseerrUnavailableError):
+            push_pending(client, engine.connect)
+        assert fake.posted.is_set() and overseerr_id(engine) is None
+        with engine.connect() as connection:
+            assert connection.scalar(text("SELECT state FROM mnw_request_pushes")) == "submitting"
+        fake.post_hold.set()
+        again = push_pending(client, engine.connect)
+    assert again.created == 0 and again.linked_existing == 1
+    assert len(fake.requests) == 1
+    assert overseerr_id(engine) == str(next(iter(fake.requests)))
+
+
+def test_requester_missing_in_overseerr_is_a_skip(
+    engine: Engine, session_factory: object, fake: FakeOverseerr
+) -> None:
+    local_pending(engine)
+    with OverseerrClient(fake.url, SecretStr(KEY)) as client:
+        report = push_pending(client, engine.connect)
+    assert report.skipped == {"requester_not_in_overseerr": 1}
+    assert fake.requests == {}
+
+
+@pytest.fixture
+def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
+    from medianest_workers.api.app import create_app  # noqa: PLC0415
+
+    monkeypatch.setenv("OVERSEERR_WEBHOOK_SECRET", "Bearer hook-secret")
+    reset_settings_cache()
+    with TestClient(create_app()) as client:
+        yield client
+    monkeypatch.undo()
+    reset_settings_cache()
+
+
+def test_webhook_refused_without_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    from medianest_workers.api.app import create_app  # noqa: PLC0415
+
+    monkeypatch.delenv("OVERSEERR_WEBHOOK_SECRET", raising=False)
+    reset_settings_cache()
+    try:
+        with TestClient(create_app()) as client:
+            answer = client.post("/v1/webhooks/overseerr", json={"request": {"request_id": "1"}})
+        assert answer.status_code == 503
+    finally:
+        reset_settings_cache()
+
+
+def test_webhook_storm_makes_one_job(
+    api: TestClient, engine: Engine, session_factory: object
+) -> None:
+    body = {
+        "notification_type": "MEDIA_APPROVED",
+        "media": {"media_type": "movie", "tmdbId": "438631", "status": "PROCESSING"},
+        "request": {"request_id": "42", "requestedBy_email": "one@example.org"},
+    }
+    assert api.post("/v1/webhooks/overseerr", json=body).status_code == 401
+    wrong = {"Authorization": "Bearer nope"}
+    assert api.post("/v1/webhooks/overseerr", json=body, headers=wrong).status_code == 401
+    good = {"Authorization": "Bearer hook-secret"}
+    answers = [api.post("/v1/webhooks/overseerr", json=body, headers=good) for _ in range(10)]
+    assert {a.status_code for a in answers} == {202}
+    assert len({a.json()["job_id"] for a in answers}) == 1
+    backend = {"notification_type": "MEDIA_AVAILABLE", "request": {"id": 42}}
+    assert api.post("/v1/webhooks/overseerr", json=backend, headers=good).json()["created"] is False
+    with engine.connect() as connection:
+        payloads = connection.scalars(
+            text("SELECT payload FROM mnw_jobs WHERE kind = 'requests.sync_one'")
+        ).all()
+    assert payloads == [{"overseerr_request_id": 42}]
+    bad = {"request": {"request_id": "abc"}}
+    refused = api.post("/v1/webhooks/overseerr", json=bad, headers=good)
+    assert refused.status_code == 422
+    assert refused.json()["error"]["field"] == "request.request_id"
+    test = {"notification_type": "TEST_NOTIFICATION", "request": None}
+    assert api.post("/v1/webhooks/overseerr", json=test, headers=good).json()["accepted"] is False

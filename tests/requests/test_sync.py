@@ -1,0 +1,256 @@
+"""Pull sync against a loopback fake Overseerr: correctness, no-op re-sync, one change, faults."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from openapi_schema_validator import OAS30Validator
+from pydantic import SecretStr
+from sqlalchemy import Engine, text
+
+from medianest_workers.requests import errors, status_map
+from medianest_workers.requests.client import ClientOptions, OverseerrClient, api_base
+from medianest_workers.requests.sync import SyncOptions, sync_one, sync_requests
+from tests.requests.fake_overseerr import KEY, FakeOverseerr
+
+SPEC = yaml.safe_load((Path(__file__).parents[1] / "contracts" / "overseerr-api.yml").read_text())
+
+
+def spec_validator(schema_name: str) -> OAS30Validator:
+    schema = {"$ref": f"#/components/schemas/{schema_name}", "components": SPEC["components"]}
+    return OAS30Validator(schema)
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeOverseerr]:
+    server = FakeOverseerr()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def client(fake: FakeOverseerr) -> Iterator[OverseerrClient]:
+    options = ClientOptions(read_timeout=2, read_deadline=3, retries=2, backoff_factor=0.01)
+    with OverseerrClient(fake.url, SecretStr(KEY), options) as overseerr:
+        yield overseerr
+
+
+def add_users(engine: Engine, fake: FakeOverseerr) -> None:
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO users (id, email, plex_id) VALUES"
+                " ('u1', 'one@example.org', '1001'), ('u2', 'Two@Example.org', NULL)"
+            )
+        )
+    fake.add_user(1, "other@example.org", 1001)  # matched by plex id
+    fake.add_user(2, "two@example.org", None)  # matched by email, case-insensitively
+    fake.add_user(3, "stranger@example.org", 4242)  # unknown here
+
+
+def rows(engine: Engine) -> dict[str, dict]:
+    with engine.connect() as connection:
+        found = connection.execute(text("SELECT * FROM media_requests")).mappings().all()
+    return {row["overseerr_id"]: dict(row) for row in found}
+
+
+def n_tup(engine: Engine) -> tuple[int, int]:
+    """Rows inserted and updated in media_requests (closed backends flush their counts)."""
+    engine.dispose()
+    time.sleep(0.5)
+    with engine.connect() as connection:
+        connection.execute(text("SELECT pg_stat_force_next_flush()"))
+        return connection.execute(
+            text(
+                "SELECT n_tup_ins, n_tup_upd FROM pg_stat_user_tables"
+                " WHERE relname = 'media_requests'"
+            )
+        ).one()
+
+
+def test_api_base_accepts_both_forms() -> None:
+    assert api_base("http://o:5055") == "http://o:5055/api/v1"
+    assert api_base("http://o:5055/api/v1/") == "http://o:5055/api/v1"
+
+
+def test_fake_answers_validate_against_the_spec(fake: FakeOverseerr) -> None:
+    fake.add_user(1, "a@example.org", 1)
+    item = fake.add_request(1, user=1, tmdb=10)
+    spec_validator("MediaRequest").validate(item)
+    spec_validator("PageInfo").validate(fake.page([item], 20, 0)["pageInfo"])
+    spec_validator("User").validate(fake.users[1])
+
+
+@pytest.mark.parametrize(
+    ("request_status", "media_status", "expected"),
+    [
+        *[(1, m, "pending") for m in range(1, 8)],
+        *[(3, m, "denied") for m in range(1, 8)],
+        *[(4, m, "failed") for m in range(1, 8)],
+        (2, 1, "approved"),
+        (2, 2, "approved"),
+        (2, 3, "processing"),
+        (2, 4, "partially-available"),
+        (2, 5, "available"),
+        (2, 6, "denied"),
+        (2, 7, "failed"),
+        (5, 1, "available"),
+        (5, 2, "available"),
+        (5, 3, "available"),
+        (5, 4, "partially-available"),
+        (5, 5, "available"),
+        (5, 6, "denied"),
+        (5, 7, "failed"),
+        (2, None, "approved"),
+        (0, 3, None),
+        (6, 3, None),
+        (2, 0, None),
+        (2, 8, None),
+        (1, 99, None),
+    ],
+)
+def test_status_table(request_status: int, media_status: int | None, expected: str | None) -> None:
+    result = status_map.backend_status(request_status, media_status)
+    assert result == expected
+    assert result is None or result in status_map.BACKEND_STATUSES
+
+
+def test_first_sync_resync_and_one_change(
+    engine: Engine, session_factory: object, fake: FakeOverseerr, client: OverseerrClient
+) -> None:
+    add_users(engine, fake)
+    for rid in range(1, 251):
+        fake.add_request(rid, user=1 if rid % 2 else 2, tmdb=1000 + rid, media_status=rid % 5 + 1)
+    fake.add_request(251, user=3, tmdb=9999)  # unknown requester
+    fake.add_request(252, user=1, tmdb=8888, media_type="music")  # odd media type
+    fake.add_request(253, user=1, tmdb=7777, status=9)  # unknown status
+    options = SyncOptions(page_size=40, title_concurrency=3, overlap=dt.timedelta(seconds=10))
+    report = sync_requests(client, engine.connect, options=options)
+    assert report.complete and report.full
+    assert report.created == 250
+    assert report.skipped == {
+        "unknown_requester": 1,
+        "unsupported_media_type": 1,
+        "unknown_status": 1,
+    }
+    synced = rows(engine)
+    assert set(synced) == {str(rid) for rid in range(1, 251)}
+    for rid in range(1, 251):
+        row = synced[str(rid)]
+        assert row["user_id"] == ("u1" if rid % 2 else "u2")
+        assert row["title"] == f"Title movie {1000 + rid}"
+        assert row["tmdb_id"] == str(1000 + rid)
+        assert row["media_type"] == "movie"
+        expected = {1: "approved", 2: "approved", 3: "processing", 4: "partially-available"}
+        assert row["status"] == expected.get(rid % 5 + 1, "available")
+        assert (row["completed_at"] is not None) == (row["status"] == "available")
+
+    before = n_tup(engine)
+    again = sync_requests(client, engine.connect, options=options)
+    assert again.created == 0 and again.updated == 0
+    assert again.pages <= 2  # stopped past the watermark, not at the end (7 pages)
+    assert n_tup(engine) == before  # no row written
+
+    fake.add_request(7, user=1, tmdb=1007, status=3, updated=dt.datetime.now(dt.UTC).timestamp())
+    changed = sync_requests(client, engine.connect, options=options)
+    assert changed.updated == 1 and changed.created == 0
+    assert rows(engine)["7"]["status"] == "denied"
+    ins, upd = n_tup(engine)
+    assert (ins, upd) == (before[0], before[1] + 1)
+
+
+def test_sync_one_refetches_and_ignores_missing(
+    engine: Engine, session_factory: object, fake: FakeOverseerr, client: OverseerrClient
+) -> None:
+    add_users(engine, fake)
+    fake.add_request(5, user=1, tmdb=55, media_type="tv", status=5, media_status=5)
+    result = sync_one(client, engine.connect, 5)
+    assert result["found"] and result["created"] == 1
+    assert rows(engine)["5"]["title"] == "Title tv 55"
+    assert rows(engine)["5"]["status"] == "available"
+    assert sync_one(client, engine.connect, 404)["found"] is False
+
+
+def test_adopts_the_backends_local_row(
+    engine: Engine, session_factory: object, fake: FakeOverseerr, client: OverseerrClient
+) -> None:
+    add_users(engine, fake)
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO media_requests (id, user_id, title, media_type, tmdb_id)"
+                " VALUES ('local', 'u1', 'Mine', 'movie', '31')"
+            )
+        )
+    fake.add_request(3, user=1, tmdb=31)
+    report = sync_requests(client, engine.connect)
+    assert report.adopted == 1 and report.created == 0
+    assert rows(engine)["3"]["id"] == "local"
+
+
+@pytest.mark.parametrize(
+    ("fault", "error"),
+    [
+        ("malformed_json", errors.SchemaError),
+        ("html", errors.OverseerrUnavailableError),
+        ("html200", errors.SchemaError),
+        ("huge", errors.ResponseTooLargeError),
+        ("endless", errors.ResponseTimeoutError),
+        ("status503", errors.OverseerrUnavailableError),
+        ("status429", errors.OverseerrUnavailableError),
+        ("missing_pageinfo", errors.SchemaError),
+        ("repeat", errors.PaginationError),
+        ("endless_pages", errors.PaginationError),
+    ],
+)
+def test_faults_are_clear_errors(
+    engine: Engine,
+    session_factory: object,
+    fake: FakeOverseerr,
+    client: OverseerrClient,
+    fault: str,
+    error: type[Exception],
+) -> None:
+    add_users(engine, fake)
+    for rid in range(1, 31):
+        fake.add_request(rid, user=1, tmdb=rid)
+    fake.fault = fault
+    with pytest.raises(error) as caught:
+        sync_requests(client, engine.connect, options=SyncOptions(page_size=10))
+    assert str(caught.value)
+    with engine.connect() as connection:
+        assert connection.scalar(text("SELECT count(*) FROM mnw_request_sync_state")) == 0
+
+
+def test_wrong_key_is_auth_failed(fake: FakeOverseerr) -> None:
+    with (
+        OverseerrClient(fake.url, SecretStr("wrong")) as overseerr,
+        pytest.raises(errors.AuthFailedError),
+    ):
+        overseerr.list_requests(skip=0, take=10)
+    assert fake.calls == ["GET /request"]  # no retry storm
+
+
+def test_wrong_types_are_skips_naming_the_field(
+    engine: Engine, session_factory: object, fake: FakeOverseerr, client: OverseerrClient
+) -> None:
+    add_users(engine, fake)
+    fake.add_request(1, user=1, tmdb=1)
+    bad = fake.add_request(2, user=1, tmdb=2)
+    bad["id"] = "abc"
+    negative = fake.add_request(3, user=1, tmdb=3)
+    negative["media"]["tmdbId"] = -3
+    odd = fake.add_request(4, user=1, tmdb=4)
+    odd["updatedAt"] = "yesterday-ish"
+    report = sync_requests(client, engine.connect)
+    assert report.created == 1
+    assert report.skipped["invalid_item"] == 3
+    details = " ".join(example["detail"] for example in report.skip_examples)
+    assert "id" in details and "media.tmdbId" in details and "updatedAt" in details
