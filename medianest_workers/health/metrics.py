@@ -15,36 +15,22 @@ A failing read logs a warning and yields nothing: the scrape itself never fails.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
-from sqlalchemy import Engine, text
 
-from medianest_workers.db.session import get_engine
 from medianest_workers.health import queries
+from medianest_workers.platform.metrics import DatabaseCollector
 
 log = logging.getLogger(__name__)
 
-SCRAPE_STATEMENT_TIMEOUT_MS = 5_000
 
-
-class HealthCollector(Collector):
+class HealthCollector(DatabaseCollector):
     """Collects the metrics of the module docstring on every scrape."""
-
-    def __init__(
-        self,
-        *,
-        engine: Callable[[], Engine] = get_engine,
-        statement_timeout_ms: int = SCRAPE_STATEMENT_TIMEOUT_MS,
-    ) -> None:
-        self._engine = engine
-        self._timeout_ms = statement_timeout_ms
 
     def collect(self) -> Iterator[Metric]:
         try:
-            with self._engine().begin() as connection:
-                connection.execute(text(f"SET LOCAL statement_timeout = {int(self._timeout_ms)}"))
+            with self.scrape_transaction() as connection:
                 views = queries.services(connection)
         except Exception as exc:  # noqa: BLE001 - a scrape reports what it can, never fails
             log.warning("metrics: health read failed (%s)", type(exc).__name__)

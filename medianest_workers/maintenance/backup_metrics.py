@@ -15,18 +15,15 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
-from sqlalchemy import Engine, text
+from sqlalchemy import text
 
-from medianest_workers.db.session import get_engine
 from medianest_workers.platform.ledger import NOW_UTC
+from medianest_workers.platform.metrics import DatabaseCollector
 
 log = logging.getLogger(__name__)
-
-SCRAPE_STATEMENT_TIMEOUT_MS = 5_000
 
 _LAST_GOOD = text(
     f"""
@@ -45,22 +42,12 @@ _LAST_GOOD = text(
 )
 
 
-class BackupCollector(Collector):
+class BackupCollector(DatabaseCollector):
     """Collects the metrics of the module docstring on every scrape."""
-
-    def __init__(
-        self,
-        *,
-        engine: Callable[[], Engine] = get_engine,
-        statement_timeout_ms: int = SCRAPE_STATEMENT_TIMEOUT_MS,
-    ) -> None:
-        self._engine = engine
-        self._timeout_ms = statement_timeout_ms
 
     def collect(self) -> Iterator[Metric]:
         try:
-            with self._engine().begin() as connection:
-                connection.execute(text(f"SET LOCAL statement_timeout = {int(self._timeout_ms)}"))
+            with self.scrape_transaction() as connection:
                 age, size, check_age = connection.execute(_LAST_GOOD).one()
         except Exception as exc:  # noqa: BLE001 - a scrape reports what it can, never fails
             log.warning("metrics: backups read failed (%s)", type(exc).__name__)
@@ -81,7 +68,3 @@ class BackupCollector(Collector):
             "Time since a backup was last restored and its row counts matched (+Inf: never)",
             value=math.inf if check_age is None else float(check_age),
         )
-
-    def describe(self) -> Iterator[Metric]:
-        """Nothing up front: registering must not touch the database."""
-        return iter(())

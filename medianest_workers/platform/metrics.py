@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import redis
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
 from medianest_workers.db.job_states import JobState
 from medianest_workers.db.session import get_engine
@@ -63,7 +64,35 @@ def queue_keys(prefix: str, queue: str) -> list[str]:
     ]
 
 
-class LedgerCollector(Collector):
+class DatabaseCollector(Collector):
+    """A collector that reads the database at scrape time, each read bounded in time.
+
+    Subclasses read inside `self.scrape_transaction()`: one transaction whose statements give up
+    after `statement_timeout_ms`, so a lock held elsewhere slows a scrape, never hangs it.
+    Registering touches nothing (`describe` is empty).
+    """
+
+    def __init__(
+        self,
+        *,
+        engine: Callable[[], Engine] = get_engine,
+        statement_timeout_ms: int = SCRAPE_STATEMENT_TIMEOUT_MS,
+    ) -> None:
+        self._engine = engine
+        self._timeout_ms = statement_timeout_ms
+
+    @contextmanager
+    def scrape_transaction(self) -> Iterator[Connection]:
+        with self._engine().begin() as connection:
+            connection.execute(text(f"SET LOCAL statement_timeout = {int(self._timeout_ms)}"))
+            yield connection
+
+    def describe(self) -> Iterator[Metric]:
+        """Nothing up front: registering must not touch the database."""
+        return iter(())
+
+
+class LedgerCollector(DatabaseCollector):
     """Collects the metrics of the module docstring on every scrape."""
 
     def __init__(
@@ -74,10 +103,9 @@ class LedgerCollector(Collector):
         engine: Callable[[], Engine] = get_engine,
         statement_timeout_ms: int = SCRAPE_STATEMENT_TIMEOUT_MS,
     ) -> None:
+        super().__init__(engine=engine, statement_timeout_ms=statement_timeout_ms)
         self._redis = redis_client
         self._prefix = key_prefix
-        self._engine = engine
-        self._timeout_ms = statement_timeout_ms
 
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily(
@@ -109,13 +137,8 @@ class LedgerCollector(Collector):
             yield queues
         yield up
 
-    def describe(self) -> Iterator[Metric]:
-        """Nothing up front: registering must not touch the database."""
-        return iter(())
-
     def _read_ledger(self) -> tuple[list[Any], list[Any]]:
-        with self._engine().begin() as connection:
-            connection.execute(text(f"SET LOCAL statement_timeout = {int(self._timeout_ms)}"))
+        with self.scrape_transaction() as connection:
             counts = connection.execute(_COUNTS).all()
             durations = connection.execute(
                 _DURATIONS, {"quantiles": list(QUANTILES), "window": DURATION_WINDOW_SECONDS}
