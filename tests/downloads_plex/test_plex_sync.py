@@ -1,0 +1,237 @@
+"""The Plex step's service against a loopback Plex: scan, wait, collection, errors."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import pytest
+
+from medianest_workers.downloads import plex_errors
+from medianest_workers.downloads.plex import PlexSyncOptions, sync_download
+from tests.downloads_plex.conftest import Backend
+from tests.downloads_plex.fake_plex import TOKEN, FakePlex
+
+NAMES = ["Intro", "Rainy Night", "Café Study", "Late Train", "Outro"]
+
+
+def collection_files(fake: FakePlex, key: str) -> list[str]:
+    collection = fake.collections[int(key)]
+    return [fake.items[item].file for item in collection.items]
+
+
+def calls(fake: FakePlex, method: str, suffix: str) -> list:
+    return [call for call in fake.calls if call.method == method and call.path.endswith(suffix)]
+
+
+def test_first_sync_scans_only_the_folder_and_creates_the_collection(
+    fake: FakePlex, backend: Backend
+) -> None:
+    backend.user()
+    backend.plex_service(fake.url)
+    other = backend.files(backend.folder("Other list", "PLother"), ["Elsewhere"])
+    fake.scan(fake.sections[2], str(other[0].parent))  # already in the library, not ours
+    folder = backend.folder()
+    files = backend.files(folder, NAMES)
+    download_id = backend.download(files)
+    fake.scan_delay = 0.4  # Plex indexes a while after the scan was asked for
+
+    report = sync_download(download_id)
+
+    assert fake.refreshes()[-1] == str(folder)
+    assert report.created and report.added == 5 and report.found == report.expected == 5
+    assert report.polls >= 2  # it waited for the delayed scan
+    row = backend.row(download_id)
+    assert row["plex_collection_id"] == report.collection_id
+    assert row["status"] == "completed"
+    collection = fake.collections[int(report.collection_id)]
+    assert collection.title == "Lo-fi Beats" and collection.section == 2
+    assert sorted(collection_files(fake, report.collection_id)) == sorted(map(str, files))
+
+
+def test_rerun_adds_only_the_new_files(fake: FakePlex, backend: Backend) -> None:
+    backend.user()
+    backend.plex_service(fake.url)
+    folder = backend.folder()
+    first = backend.files(folder, NAMES)
+    download_id = backend.download(first)
+    created = sync_download(download_id)
+
+    again = sync_download(download_id)
+    assert not again.created and again.added == 0 and again.already == 5
+    assert calls(fake, "PUT", "/items") == []
+
+    # the playlist grew by two: a new download of it lists only the new files
+    grown = backend.files(folder, ["Encore", "Bonus"])
+    second = backend.download(grown)
+    report = sync_download(second)
+
+    assert report.collection_id == created.collection_id and not report.created
+    assert report.added == 2
+    puts = calls(fake, "PUT", "/items")
+    assert len(puts) == 1 and puts[0].query["uri"][0].count(",") == 1  # exactly two keys
+    assert len(fake.collections) == 1
+    assert sorted(collection_files(fake, created.collection_id)) == sorted(map(str, first + grown))
+    assert backend.row(second)["plex_collection_id"] == created.collection_id
+
+
+def test_collection_renamed_in_plex_is_still_found_by_the_stored_id(
+    fake: FakePlex, backend: Backend
+) -> None:
+    backend.user()
+    backend.plex_service(fake.url)
+    folder = backend.folder()
+    download_id = backend.download(backend.files(folder, NAMES[:2]))
+    first = sync_download(download_id)
+    fake.collections[int(first.collection_id)].title = "My chill mix"  # the user renamed it
+    later = backend.download(backend.files(folder, ["New one"]))
+    report = sync_download(later)
+    assert report.collection_id == first.collection_id and report.added == 1
+    assert len(fake.collections) == 1
+
+
+def test_plex_down_is_retryable_and_leaves_the_row_alone(fake: FakePlex, backend: Backend) -> None:
+    backend.user()
+    backend.plex_service(fake.url)
+    download_id = backend.download(backend.files(backend.folder(), NAMES[:1]))
+    fake.go_down()
+    with pytest.raises(plex_errors.PlexUnavailableError, match="cannot be reached"):
+        sync_download(download_id)
+    row = backend.row(download_id)
+    assert row["status"] == "completed" and row["plex_collection_id"] is None
+    fake.come_up()
+    assert sync_download(download_id).created
+
+
+def test_wrong_token_is_a_clear_error_without_the_token(
+    fake: FakePlex, backend: Backend, caplog: pytest.LogCaptureFixture
+) -> None:
+    wrong = "wrong-token-SECRET-9876543210"
+    backend.user(plex_token=TOKEN)  # the owner's token is only used when the row has none
+    backend.plex_service(fake.url, api_key=wrong)
+    download_id = backend.download(backend.files(backend.folder(), NAMES[:1]))
+    caplog.set_level(logging.DEBUG)
+    with pytest.raises(plex_errors.PlexAuthError) as caught:
+        sync_download(download_id)
+    message = str(caught.value)
+    assert "refused the token (401)" in message and "service_config 'plex'" in message
+    assert wrong not in message and TOKEN not in message
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+    assert wrong not in caplog.text and TOKEN not in caplog.text
+    assert [call.token for call in fake.calls if call.path == "/"] == [wrong]
+
+
+def test_the_owners_plex_token_is_used_when_the_service_row_has_no_key(
+    fake: FakePlex, backend: Backend
+) -> None:
+    backend.user(plex_token=TOKEN)
+    backend.plex_service(fake.url, api_key=None)
+    download_id = backend.download(backend.files(backend.folder(), NAMES[:2]))
+    assert sync_download(download_id).added == 2
+    assert {call.token for call in fake.calls if call.path != "/identity"} == {TOKEN}
+
+
+def test_no_token_at_all_is_a_clear_error(fake: FakePlex, backend: Backend) -> None:
+    backend.user()
+    backend.plex_service(fake.url, api_key=None)
+    download_id = backend.download(backend.files(backend.folder(), NAMES[:1]))
+    with pytest.raises(plex_errors.PlexNotConfiguredError, match="has no plex_token"):
+        sync_download(download_id)
+    assert fake.calls == []
+
+
+def test_library_missing_names_the_library_and_what_exists(
+    fake: FakePlex, backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend.user()
+    backend.plex_service(fake.url)
+    download_id = backend.download(backend.files(backend.folder(), NAMES[:1]))
+    options = PlexSyncOptions(download_root=backend.root, library="Kids YouTube")
+    with pytest.raises(plex_errors.PlexLibraryError) as caught:
+        sync_download(download_id, options=options)
+    assert "no library 'Kids YouTube'" in str(caught.value)
+    assert "'Movies', 'YouTube'" in str(caught.value)
+    assert fake.refreshes() == []
+
+
+def test_wait_is_bounded_when_items_never_appear(fake: FakePlex, backend: Backend) -> None:
+    backend.user()
+    backend.plex_service(fake.url)
+    download_id = backend.download(backend.files(backend.folder(), NAMES[:3]))
+    fake.index_files = False
+    options = PlexSyncOptions(download_root=backend.root, scan_wait_seconds=1.0, poll_seconds=0.2)
+    started = time.monotonic()
+    with pytest.raises(plex_errors.PlexNotIndexedError) as caught:
+        sync_download(download_id, options=options)
+    elapsed = time.monotonic() - started
+    assert 1.0 <= elapsed < 5.0
+    assert caught.value.missing == 3 and caught.value.expected == 3
+    assert "3 of 3 files" in str(caught.value) and "after 1 s" in str(caught.value)
+    assert len(calls(fake, "GET", "/all")) >= 3  # it kept looking, then gave up
+    assert fake.collections == {} and backend.row(download_id)["plex_collection_id"] is None
+
+
+def test_files_indexed_in_time_are_collected_before_the_retry(
+    fake: FakePlex, backend: Backend
+) -> None:
+    backend.user()
+    backend.plex_service(fake.url)
+    folder = backend.folder()
+    files = backend.files(folder, NAMES[:3])
+    download_id = backend.download(files)
+    fake.index_files = False
+    fake.scan(fake.sections[2], str(folder))  # nothing
+    fake.index_files = True
+    fake.scan(fake.sections[2], str(folder))  # indexes the 3 files on disk now
+    fake.index_files = False  # a fourth, listed file never gets indexed
+    unindexable = backend.files(folder, ["Broken"])
+    download_id = backend.download(files + unindexable)
+    options = PlexSyncOptions(download_root=backend.root, scan_wait_seconds=0.5, poll_seconds=0.1)
+    with pytest.raises(plex_errors.PlexNotIndexedError, match="the others are in the collection"):
+        sync_download(download_id, options=options)
+    key = backend.row(download_id)["plex_collection_id"]
+    assert key is not None and len(fake.collections[int(key)].items) == 3
+
+
+def test_plex_sees_the_downloads_under_another_root(
+    fake: FakePlex, backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PLEX_DOWNLOAD_ROOT", "/data/youtube")
+    from medianest_workers.settings import reset_settings_cache  # noqa: PLC0415
+
+    reset_settings_cache()
+    fake.plex_to_local = lambda path: path.replace("/data/youtube", str(backend.root), 1)
+    backend.user()
+    backend.plex_service(fake.url)
+    folder = backend.folder()
+    download_id = backend.download(backend.files(folder, NAMES[:2]))
+    report = sync_download(download_id)
+    expected = f"/data/youtube/{folder.relative_to(backend.root)}"
+    assert fake.refreshes() == [expected] and report.scanned == expected
+    assert report.added == 2
+    assert all(f.startswith("/data/youtube/") for f in collection_files(fake, report.collection_id))
+
+
+def test_rows_that_cannot_be_synced(fake: FakePlex, backend: Backend, tmp_path: Path) -> None:
+    backend.user()
+    backend.plex_service(fake.url)
+    assert sync_download(backend.download([], status="completed")).skipped == "no_files"
+    active = backend.download(backend.files(backend.folder(), ["x"]), status="downloading")
+    assert sync_download(active).skipped == "download_active"
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    stray = backend.download(backend.files(outside, ["y"]))
+    with pytest.raises(plex_errors.DownloadRowError, match="not in a playlist folder"):
+        sync_download(stray)
+    with pytest.raises(plex_errors.DownloadRowError, match="does not exist"):
+        sync_download("no-such-row")
+    assert fake.refreshes() == []
+
+
+def test_no_plex_configured_is_a_skip(fake: FakePlex, backend: Backend) -> None:
+    backend.user()
+    backend.plex_service(fake.url, enabled=False)
+    download_id = backend.download(backend.files(backend.folder(), ["x"]))
+    assert sync_download(download_id).skipped == "plex_not_configured"
+    assert fake.calls == []
