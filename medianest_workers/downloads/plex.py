@@ -339,7 +339,7 @@ def _sync(
     client.scan(section, plex_folder)
     deadline = time.monotonic() + options.scan_wait_seconds
     while True:
-        found = client.items_under(section, plex_folder)
+        found = client.items_for(section, expected)
         report.polls += 1
         missing = expected - found.keys()
         if on_progress is not None:
@@ -376,7 +376,7 @@ def _sync(
 
 
 def _unique_items(found: dict[str, Any]) -> list[Any]:
-    """Items by file path order, each once (an item with two files is one item)."""
+    """The items of the row's files, by file path, each once (one item may have two files)."""
     items: dict[int, Any] = {}
     for path in sorted(found):
         item = found[path]

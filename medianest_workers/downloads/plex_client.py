@@ -87,15 +87,34 @@ class PlexClient:
         """Ask for a partial scan of exactly `path` (a folder as Plex sees it)."""
         self._call("scan", lambda: section.update(path=path))
 
-    def items_under(self, section: LibrarySection, folder: str) -> dict[str, Video]:
-        """The section's items with a file in `folder`, by normalised file path."""
-        prefix = normalize_path(folder).rstrip("/") + "/"
+    def items_for(
+        self, section: LibrarySection, files: set[str], *, page_size: int = 200
+    ) -> dict[str, Video]:
+        """The section's items of `files` (normalised paths as Plex sees them), by file.
+
+        Walks the library newest first (`sort=addedAt:desc`, a page at a time) and stops as
+        soon as every file is found: files that were just scanned cost a page, not the whole
+        library; only files Plex does not hold make it read every page.
+        """
+        wanted = {normalize_path(file) for file in files}
         found: dict[str, Video] = {}
-        for item in self._call("GET /library/sections/.../all", section.all):
-            for file in _files(item):
-                path = normalize_path(file)
-                if path.startswith(prefix):
-                    found.setdefault(path, item)
+        key = f"/library/sections/{int(section.key)}/all?type=1&sort=addedAt%3Adesc"
+        start = 0
+        while wanted - found.keys():
+            page = self._call(
+                "GET /library/sections/.../all",
+                lambda s=start: section.fetchItems(
+                    key, container_start=s, container_size=page_size, maxresults=page_size
+                ),
+            )
+            for item in page:
+                for file in _files(item):
+                    path = normalize_path(file)
+                    if path in wanted:
+                        found.setdefault(path, item)
+            if len(page) < page_size:
+                break
+            start += page_size
         return found
 
     def collection_by_key(self, section: LibrarySection, rating_key: str) -> Collection | None:

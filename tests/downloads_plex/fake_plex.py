@@ -137,11 +137,6 @@ class FakePlex:
             self._next_key += 1
             return self._next_key
 
-    def items_under(self, folder: str) -> list[Item]:
-        prefix = folder.rstrip("/") + "/"
-        with self.lock:
-            return [item for item in self.items.values() if item.file.startswith(prefix)]
-
     def refreshes(self) -> list[str]:
         """The `path` of every partial scan asked for, in order."""
         return [
@@ -485,7 +480,14 @@ def _handler(fake: FakePlex) -> type[BaseHTTPRequestHandler]:
                         lambda parent, c=collection: _collection_xml(parent, c, section)
                     )
             else:
-                for item in fake.items.values():
+                items = list(fake.items.values())
+                sort = (query.get("sort") or [""])[0]
+                if sort == "addedAt:desc":
+                    items.sort(key=lambda i: (i.added_at, i.rating_key), reverse=True)
+                elif sort:
+                    self._status(400, "<html><body><h1>400 Bad Request</h1></body></html>")
+                    return
+                for item in items:
                     if item.section != section.key:
                         continue
                     if title is not None and title.lower() not in item.title.lower():

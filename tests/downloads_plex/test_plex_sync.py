@@ -11,7 +11,7 @@ import pytest
 from medianest_workers.downloads import plex_errors
 from medianest_workers.downloads.plex import PlexSyncOptions, sync_download
 from tests.downloads_plex.conftest import Backend
-from tests.downloads_plex.fake_plex import TOKEN, FakePlex
+from tests.downloads_plex.fake_plex import TOKEN, FakePlex, Item
 
 NAMES = ["Intro", "Rainy Night", "Café Study", "Late Train", "Outro"]
 
@@ -235,3 +235,18 @@ def test_no_plex_configured_is_a_skip(fake: FakePlex, backend: Backend) -> None:
     download_id = backend.download(backend.files(backend.folder(), ["x"]))
     assert sync_download(download_id).skipped == "plex_not_configured"
     assert fake.calls == []
+
+
+def test_a_large_library_costs_one_page_per_look(fake: FakePlex, backend: Backend) -> None:
+    """The new files are the newest items: each look reads one page, not the library."""
+    old = int(time.time()) - 86_400
+    for number in range(1000):
+        key = fake.new_key()
+        fake.items[key] = Item(key, 2, f"old {number}", f"/old/{number}.mp4", 10, old)
+    backend.user()
+    backend.plex_service(fake.url)
+    download_id = backend.download(backend.files(backend.folder(), NAMES))
+    report = sync_download(download_id)
+    assert report.added == 5
+    listings = [call for call in calls(fake, "GET", "/all") if "sort" in call.query]
+    assert len(listings) == report.polls == 1
