@@ -14,6 +14,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 import requests
 from plexapi.collection import Collection
@@ -26,6 +27,7 @@ from pydantic import SecretStr
 from medianest_workers.downloads.plex_errors import (
     PlexAuthError,
     PlexLibraryError,
+    PlexNotConfiguredError,
     PlexProtocolError,
     PlexUnavailableError,
 )
@@ -35,6 +37,8 @@ T = TypeVar("T")
 #: Library types whose items are one file each and may be put in a collection together.
 VIDEO_SECTION_TYPES = ("movie",)
 _STATUS = re.compile(r"^\((\d{3})\)")
+#: Items per collection call: the keys are listed in the URL, which must stay short.
+_BATCH = 100
 
 
 def normalize_path(path: str) -> str:
@@ -47,6 +51,8 @@ class PlexClient:
 
     def __init__(self, url: str, token: SecretStr, *, timeout: float = 10.0) -> None:
         self.url = url.rstrip("/")
+        #: How messages name the server: no user info, query or fragment (they may hold secrets).
+        self.shown = _shown(self.url)
         self._secret = token.get_secret_value()
         self._session = requests.Session()
         self.server: PlexServer = self._call(
@@ -154,13 +160,17 @@ class PlexClient:
     def create_collection(
         self, section: LibrarySection, title: str, items: list[Video]
     ) -> Collection:
-        return self._call(
+        first, rest = items[:_BATCH], items[_BATCH:]
+        collection = self._call(
             "create collection",
-            lambda: self.server.createCollection(title, section, items=items),
+            lambda: self.server.createCollection(title, section, items=first),
         )
+        if rest:
+            self.add_to_collection(collection, rest)
+        return collection
 
     def add_to_collection(self, collection: Collection, items: list[Video]) -> None:
-        for batch in _batches(items, 100):  # the uri lists keys: keep each URL short
+        for batch in _batches(items, _BATCH):
             self._call("add to collection", lambda b=batch: collection.addItems(b))
 
     # -- error translation -------------------------------------------------------------------
@@ -175,7 +185,7 @@ class PlexClient:
 
     def _translate(self, what: str, exc: Exception) -> Exception:
         """Our error for plexapi's / requests' `exc`, its message ours (the class name kept)."""
-        where = f"Plex at {self.url}"
+        where = f"Plex at {self.shown}"
         status = _status_of(exc) if isinstance(exc, BadRequest) else None
         if isinstance(exc, Unauthorized) or status == 403:
             error: Exception = PlexAuthError(
@@ -188,6 +198,17 @@ class PlexClient:
             error = PlexProtocolError(f"{where} refused {what} (HTTP {status or '?'})")
         elif isinstance(exc, NotFound):
             error = PlexProtocolError(f"{where} answered 404 on {what}")
+        elif isinstance(
+            exc,
+            (
+                requests.exceptions.InvalidURL,
+                requests.exceptions.MissingSchema,
+                requests.exceptions.InvalidSchema,
+            ),
+        ):
+            error = PlexNotConfiguredError(
+                f"service_config 'plex': service_url {self.shown!r} is not a usable http(s) URL"
+            )
         elif isinstance(exc, requests.Timeout):
             error = PlexUnavailableError(f"{where} did not answer {what} in time")
         elif isinstance(exc, requests.ConnectionError):
@@ -204,6 +225,19 @@ class PlexClient:
 
     def _scrub(self, text: str) -> str:
         return text.replace(self._secret, "[token]") if self._secret else text
+
+
+def _shown(url: str) -> str:
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        host = f"[{host}]" if ":" in host else host
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "(unparsable URL)"
+    if not parts.scheme or not host:
+        return "(not a URL)"
+    return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
 def _status_of(exc: BaseException) -> int | None:

@@ -85,6 +85,8 @@ class FakePlex:
         self.calls: list[Call] = []
         self.scan_delay = 0.0
         self.index_files = True
+        #: A careless server quoting the token it refused in its 401 body.
+        self.echo_token = False
         #: Maps a path as Plex sees it to the local path of the same file (identity by default).
         self.plex_to_local: Callable[[str], str] = lambda path: path
         self.lock = threading.RLock()
@@ -358,7 +360,8 @@ def _handler(fake: FakePlex) -> type[BaseHTTPRequestHandler]:
                 )
                 return
             if token != fake.token:
-                self._status(401, UNAUTHORIZED_BODY)
+                echo = f"<!-- refused {token} -->" if fake.echo_token else ""
+                self._status(401, UNAUTHORIZED_BODY + echo)
                 return
             with fake.lock:
                 self._route(method, path, query)

@@ -111,6 +111,7 @@ def test_wrong_token_is_a_clear_error_without_the_token(
     backend.user(plex_token=TOKEN)  # the owner's token is only used when the row has none
     backend.plex_service(fake.url, api_key=wrong)
     download_id = backend.download(backend.files(backend.folder(), NAMES[:1]))
+    fake.echo_token = True
     caplog.set_level(logging.DEBUG)
     with pytest.raises(plex_errors.PlexAuthError) as caught:
         sync_download(download_id)
@@ -250,3 +251,25 @@ def test_a_large_library_costs_one_page_per_look(fake: FakePlex, backend: Backen
     assert report.added == 5
     listings = [call for call in calls(fake, "GET", "/all") if "sort" in call.query]
     assert len(listings) == report.polls == 1
+
+
+def test_a_big_playlist_is_created_and_extended_in_short_calls(
+    fake: FakePlex, backend: Backend
+) -> None:
+    backend.user()
+    backend.plex_service(fake.url)
+    files = backend.files(backend.folder(), [f"Track {n:03}" for n in range(130)])
+    report = sync_download(backend.download(files))
+    assert report.created and report.added == 130
+    assert len(fake.collections[int(report.collection_id)].items) == 130
+    assert len(calls(fake, "POST", "/library/collections")) == 1
+    assert len(calls(fake, "PUT", "/items")) == 1  # the 30 past the first 100
+
+
+def test_a_service_url_that_is_no_url_is_a_clear_error(fake: FakePlex, backend: Backend) -> None:
+    backend.user()
+    backend.plex_service("plex.local:32400/?X-Plex-Token=hidden")
+    download_id = backend.download(backend.files(backend.folder(), NAMES[:1]))
+    with pytest.raises(plex_errors.PlexNotConfiguredError, match="not a usable") as caught:
+        sync_download(download_id)
+    assert "hidden" not in str(caught.value)
