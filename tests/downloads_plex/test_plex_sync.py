@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine, text
 
 from medianest_workers.downloads import plex_errors
 from medianest_workers.downloads.plex import PlexSyncOptions, sync_download
+from medianest_workers.security import crypto
 from tests.downloads_plex.conftest import Backend
 from tests.downloads_plex.fake_plex import TOKEN, FakePlex, Item
 
@@ -126,7 +129,7 @@ def test_wrong_token_is_a_clear_error_without_the_token(
 def test_the_owners_plex_token_is_used_when_the_service_row_has_no_key(
     fake: FakePlex, backend: Backend
 ) -> None:
-    backend.user(plex_token=TOKEN)
+    backend.user(plex_token=crypto.encrypt(TOKEN))  # wrapped twice, as the backend's login does
     backend.plex_service(fake.url, api_key=None)
     download_id = backend.download(backend.files(backend.folder(), NAMES[:2]))
     assert sync_download(download_id).added == 2
@@ -273,3 +276,29 @@ def test_a_service_url_that_is_no_url_is_a_clear_error(fake: FakePlex, backend: 
     with pytest.raises(plex_errors.PlexNotConfiguredError, match="not a usable") as caught:
         sync_download(download_id)
     assert "hidden" not in str(caught.value)
+
+
+def test_the_same_row_grown_in_place_adds_exactly_the_new_files(
+    fake: FakePlex, backend: Backend, engine: Engine
+) -> None:
+    """A re-run that rewrites the same row's file_paths with every file of the playlist."""
+    backend.user()
+    backend.plex_service(fake.url)
+    folder = backend.folder()
+    first = backend.files(folder, NAMES)
+    download_id = backend.download(first)
+    created = sync_download(download_id)
+    grown = first + backend.files(folder, ["Encore", "Bonus"])
+    listed = [{"path": str(p), "size": p.stat().st_size, "filename": p.name} for p in grown]
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "UPDATE youtube_downloads SET file_paths = jsonb_set(file_paths, '{files}',"
+                " CAST(:files AS jsonb)) WHERE id = :id"
+            ),
+            {"files": json.dumps(listed), "id": download_id},
+        )
+    report = sync_download(download_id)
+    assert report.collection_id == created.collection_id
+    assert (report.added, report.already, report.expected) == (2, 5, 7)
+    assert len(fake.collections[int(created.collection_id)].items) == 7
