@@ -18,6 +18,7 @@ Plex's URL is the `service_config` row `plex`; the token its api_key, else the o
 from __future__ import annotations
 
 import logging
+import os
 import posixpath
 import time
 import zlib
@@ -82,11 +83,9 @@ class PlexSyncOptions:
             timeout=settings.http_timeout_seconds,
         )
 
-    def as_plex_sees_it(self, local: PurePosixPath) -> str:
-        """A path under DOWNLOAD_ROOT as the Plex server names it (PLEX_DOWNLOAD_ROOT)."""
-        if self.plex_download_root is None:
-            return str(local)
-        return str(self.plex_download_root / local.relative_to(self.download_root))
+    def as_plex_sees_it(self, relative: PurePosixPath) -> str:
+        """A path relative to DOWNLOAD_ROOT as the Plex server names it (PLEX_DOWNLOAD_ROOT)."""
+        return str((self.plex_download_root or self.download_root) / relative)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -97,6 +96,7 @@ class DownloadFolder:
     user_id: str
     playlist_url: str
     title: str
+    #: The folder and its media files, relative to DOWNLOAD_ROOT (`<user id>/<playlist>`).
     folder: PurePosixPath
     files: tuple[PurePosixPath, ...]
     collection_id: str | None
@@ -173,11 +173,11 @@ def load_folder(
             " not one playlist folder"
         )
     folder = folders.pop()
-    user_root = root / row.user_id
-    if folder == user_root or not folder.is_relative_to(user_root):
+    relative = _inside_user_folder(folder, root, row.user_id)
+    if relative is None:
         raise DownloadRowError(
             f"youtube_downloads row {download_id!r}: its files are not in a playlist folder"
-            f" of {user_root}"
+            f" of {root / row.user_id}"
         )
     title = (row.playlist_title or "").strip() or _title_from_folder(folder.name)
     return DownloadFolder(
@@ -185,10 +185,24 @@ def load_folder(
         user_id=row.user_id,
         playlist_url=row.playlist_url,
         title=title,
-        folder=folder,
-        files=tuple(sorted(files)),
+        folder=relative,
+        files=tuple(sorted(relative / path.name for path in files)),
         collection_id=row.plex_collection_id,
     )
+
+
+def _inside_user_folder(
+    folder: PurePosixPath, root: PurePosixPath, user_id: str
+) -> PurePosixPath | None:
+    """`folder` relative to DOWNLOAD_ROOT when it is a folder inside the user's, else None.
+
+    The download records real paths: DOWNLOAD_ROOT as configured and its real path both count.
+    """
+    for base in dict.fromkeys((root, PurePosixPath(os.path.realpath(root)))):
+        user_root = base / user_id
+        if folder != user_root and folder.is_relative_to(user_root):
+            return folder.relative_to(base)
+    return None
 
 
 def _media_files(file_paths: Any, root: PurePosixPath) -> set[PurePosixPath]:
@@ -336,78 +350,79 @@ def _sync(
     report.library = section.title
     report.scanned = plex_folder
     report.expected = len(expected)
+    collection = client.collection_by_key(section, known_id) if known_id else None
+    if collection is None:
+        collection = client.collection_by_title(section, folder.title)
+    present = client.collection_items(collection) if collection is not None else {}
+    collected = expected & present.keys()  # files of earlier runs: no need to wait for them
+    report.already = len(collected)
     client.scan(section, plex_folder)
-    deadline = time.monotonic() + options.scan_wait_seconds
-    while True:
-        found = client.items_for(section, expected)
-        report.polls += 1
-        missing = expected - found.keys()
-        if on_progress is not None:
-            on_progress(
-                {
-                    "phase": "waiting_for_plex",
-                    "found": len(expected) - len(missing),
-                    "expected": len(expected),
-                }
-            )
-        if not missing or time.monotonic() >= deadline:
-            break
-        sleep(min(options.poll_seconds, max(0.0, deadline - time.monotonic())))
+    found = _wait_for_items(
+        client,
+        section,
+        expected - collected,
+        options=options,
+        report=report,
+        sleep=sleep,
+        on_progress=on_progress,
+    )
+    missing = expected - collected - found.keys()
     report.found = len(expected) - len(missing)
-    items = _unique_items(found)
-    if items:
-        _collect(
-            client,
-            connection,
-            folder=folder,
-            known_id=known_id,
-            section=section,
-            items=items,
-            report=report,
-        )
+    present_keys = {int(item.ratingKey) for item in present.values()}
+    new = [item for item in _unique_items(found) if int(item.ratingKey) not in present_keys]
+    if collection is None and new:
+        collection = client.create_collection(section, folder.title, new)
+        report.created = True
+    elif collection is not None and new:
+        client.add_to_collection(collection, new)
+    report.added = len(new)
+    if collection is not None:
+        _record(connection, folder, collection, report)
     if missing:
         raise PlexNotIndexedError(
             f"{len(missing)} of {len(expected)} files of {plex_folder!r} are not in the Plex"
             f" library {section.title!r} after {options.scan_wait_seconds:g} s"
-            + (" (the others are in the collection)" if items else ""),
+            + (" (the others are in the collection)" if collection is not None else ""),
             missing=len(missing),
             expected=len(expected),
         )
+
+
+def _wait_for_items(
+    client: PlexClient,
+    section: Any,
+    wanted: set[str],
+    *,
+    options: PlexSyncOptions,
+    report: PlexSyncReport,
+    sleep: Callable[[float], None],
+    on_progress: Progress | None,
+) -> dict[str, Any]:
+    """The items of `wanted` once all are indexed, or those that are when the wait ends."""
+    if not wanted:
+        return {}
+    deadline = time.monotonic() + options.scan_wait_seconds
+    while True:
+        found = client.items_for(section, wanted)
+        report.polls += 1
+        if on_progress is not None:
+            on_progress({"phase": "waiting_for_plex", "found": len(found), "expected": len(wanted)})
+        if len(found) >= len(wanted) or time.monotonic() >= deadline:
+            return found
+        sleep(min(options.poll_seconds, max(0.0, deadline - time.monotonic())))
 
 
 def _unique_items(found: dict[str, Any]) -> list[Any]:
     """The items of the row's files, by file path, each once (one item may have two files)."""
     items: dict[int, Any] = {}
     for path in sorted(found):
-        item = found[path]
-        items.setdefault(int(item.ratingKey), item)
+        items.setdefault(int(found[path].ratingKey), found[path])
     return list(items.values())
 
 
-def _collect(
-    client: PlexClient,
-    connection: Connection,
-    *,
-    folder: DownloadFolder,
-    known_id: str | None,
-    section: Any,
-    items: list[Any],
-    report: PlexSyncReport,
+def _record(
+    connection: Connection, folder: DownloadFolder, collection: Any, report: PlexSyncReport
 ) -> None:
-    collection = client.collection_by_key(section, known_id) if known_id else None
-    if collection is None:
-        collection = client.collection_by_title(section, folder.title)
-    if collection is None:
-        collection = client.create_collection(section, folder.title, items)
-        report.created = True
-        report.added = len(items)
-    else:
-        present = client.collection_item_keys(collection)
-        new = [item for item in items if int(item.ratingKey) not in present]
-        report.already = len(items) - len(new)
-        if new:
-            client.add_to_collection(collection, new)
-        report.added = len(new)
     report.collection_id = str(collection.ratingKey)
     report.collection = collection.title
     with connection.begin():
@@ -417,7 +432,7 @@ def _collect(
         folder.download_id,
         report.collection_id,
         report.collection,
-        "created" if report.created else "extended",
+        "created" if report.created else "kept",
         report.added,
     )
 

@@ -154,8 +154,14 @@ class PlexClient:
                     return collection
         return None
 
-    def collection_item_keys(self, collection: Collection) -> set[int]:
-        return {int(item.ratingKey) for item in self._call("GET children", collection.items)}
+    def collection_items(self, collection: Collection) -> dict[str, Video]:
+        """The collection's items by normalised file path (an item without a file: by key)."""
+        items: dict[str, Video] = {}
+        for item in self._call("GET .../children", collection.items):
+            paths = [normalize_path(file) for file in _files(item)]
+            for path in paths or [f"ratingKey:{item.ratingKey}"]:
+                items.setdefault(path, item)
+        return items
 
     def create_collection(
         self, section: LibrarySection, title: str, items: list[Video]

@@ -2,10 +2,10 @@
 
 The download emits `download.finished` after its row committed (platform/events.py); this
 listener, subscribed when the downloads tasks module is imported, enqueues
-`downloads.plex_sync` `{"download_id": ...}` for a download that completed, or that ended with
-some files (`downloaded` > 0) and a partial status. The idempotency key derives from the
-event's dedup_key (prefixed: other listeners key their jobs on the same dedup_key), so an
-event emitted twice makes one job. Quick by contract: one enqueue, no Plex call.
+`downloads.plex_sync` `{"download_id": ...}` for a download that completed, or that ended
+early (`failed`) after downloading some files (`downloaded` > 0). The idempotency key
+derives from the event's dedup_key (prefixed: other listeners key their jobs on the same
+dedup_key), so an event emitted twice makes one job. Quick by contract: one enqueue, no Plex call.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ log = logging.getLogger(__name__)
 EVENT = "download.finished"
 PLEX_SYNC_KIND = "downloads.plex_sync"
 ENQUEUED_BY = "events"
-#: Statuses of a download that ended with only some entries; with downloaded > 0 they sync.
-PARTIAL_STATUSES = frozenset(
-    {"partial", "partially_completed", "partially-completed", "completed_with_errors"}
-)
+#: Statuses of a download that may have ended with only some entries: with downloaded > 0
+#: they sync too. The downloads job ends `completed` (some entries may have failed) or
+#: `failed` (a fatal stop, possibly after some entries); `cancelled` never syncs.
+PARTIAL_STATUSES = frozenset({"failed", "partial", "partially_completed"})
 
 
 def _id_text(value: object) -> object:
@@ -49,7 +49,7 @@ def idempotency_key(event: events.Event) -> str:
 
 
 def wants_sync(event: events.Event) -> bool:
-    """Completed, or partially completed with at least one file downloaded."""
+    """Completed, or partially completed: ended early (`failed`) with files downloaded."""
     status = str(event.fields.get("status") or "")
     downloaded = event.fields.get("downloaded")
     if status == "completed":

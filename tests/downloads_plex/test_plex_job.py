@@ -72,10 +72,9 @@ def test_a_finished_download_enqueues_one_plex_sync(
     ("status", "downloaded", "wanted"),
     [
         ("completed", 0, True),  # nothing new, but an earlier sync may have given up
-        ("partially_completed", 2, True),
-        ("partially_completed", 0, False),
-        ("failed", 1, False),
-        ("cancelled", 1, False),
+        ("failed", 2, True),  # a fatal stop after two entries: those two go to Plex
+        ("failed", 0, False),
+        ("cancelled", 1, False),  # the user stopped it
     ],
 )
 def test_which_finished_downloads_sync(

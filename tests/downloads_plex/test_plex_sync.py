@@ -302,3 +302,21 @@ def test_the_same_row_grown_in_place_adds_exactly_the_new_files(
     assert report.collection_id == created.collection_id
     assert (report.added, report.already, report.expected) == (2, 5, 7)
     assert len(fake.collections[int(created.collection_id)].items) == 7
+
+
+def test_a_symlinked_download_root_is_the_same_root(
+    fake: FakePlex, backend: Backend, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The download records real paths; DOWNLOAD_ROOT may be a link (Plex knows the link)."""
+    link = tmp_path / "link"
+    link.symlink_to(backend.root, target_is_directory=True)
+    monkeypatch.setenv("DOWNLOAD_ROOT", str(link))
+    from medianest_workers.settings import reset_settings_cache  # noqa: PLC0415
+
+    reset_settings_cache()
+    backend.user()
+    backend.plex_service(fake.url)
+    folder = backend.folder()
+    report = sync_download(backend.download(backend.files(folder, NAMES[:2])))
+    assert fake.refreshes() == [str(link / folder.relative_to(backend.root))]
+    assert report.added == 2
