@@ -1,10 +1,4 @@
-"""The downloads family's job kinds (thin @job wrappers over its service functions).
-
-`downloads.plex_sync` ({"download_id": ...}): the Plex step of a finished download
-(downloads/plex.py), enqueued by the `download.finished` listener that importing this module
-subscribes (downloads/plex_events.py). On `media`, not `downloads`: it is calls to a peer and
-mostly waiting for Plex to index, and must never hold a download slot.
-"""
+"""The downloads family's job kinds (thin @job wrappers over its service functions)."""
 
 from __future__ import annotations
 
@@ -16,6 +10,11 @@ from medianest_workers.platform.jobs import job
 from medianest_workers.platform.queues import Queue
 from medianest_workers.platform.registry import RetryPolicy
 from medianest_workers.settings import get_settings
+
+# -- downloads.plex_sync ({"download_id": ...}): the Plex step of a finished download
+# (downloads/plex.py), enqueued by the `download.finished` listener that importing this module
+# subscribes (downloads/plex_events.py). On `media`, not `downloads`: it is calls to a peer and
+# mostly waiting for Plex to index, and must never hold a download slot.
 
 plex_events.subscribe()
 
