@@ -106,7 +106,8 @@ class Settings(BaseSettings):
     #: DOWNLOAD_ROOT as the Plex server sees it (mounted elsewhere); default: the same path.
     plex_download_root: Path | None = None
     #: After the partial scan, how long one attempt waits for the new files to be indexed,
-    #: and how often it looks; files still missing then make the attempt retry (backoff).
+    #: and the first interval between looks (it doubles, up to 15 s); files still missing
+    #: then make the attempt retry (backoff).
     plex_scan_wait_seconds: float = Field(default=120.0, gt=0, le=1800)
     plex_scan_poll_seconds: float = Field(default=2.0, gt=0, le=60)
     #: Attempts of one sync (Plex down, files not indexed yet) and the backoff between them:

@@ -52,6 +52,8 @@ MEDIA_SUFFIXES = frozenset({".mp4", ".mkv", ".webm", ".m4v", ".mov", ".avi", ".t
 #: Rows in these states are still being written: their own finish will ask for a sync.
 ACTIVE_STATUSES = frozenset({"queued", "downloading"})
 _LOCK_MASK = 0xFFFFFFFF
+#: The scan's looks start PLEX_SCAN_POLL_SECONDS apart, the interval doubling up to this.
+MAX_POLL_INTERVAL_SECONDS = 15.0
 
 ClientFactory = Callable[[str, SecretStr, float], PlexClient]
 Progress = Callable[[dict[str, Any]], None]
@@ -402,6 +404,7 @@ def _wait_for_items(
     if not wanted:
         return {}
     deadline = time.monotonic() + options.scan_wait_seconds
+    interval = options.poll_seconds
     while True:
         found = client.items_for(section, wanted)
         report.polls += 1
@@ -409,7 +412,9 @@ def _wait_for_items(
             on_progress({"phase": "waiting_for_plex", "found": len(found), "expected": len(wanted)})
         if len(found) >= len(wanted) or time.monotonic() >= deadline:
             return found
-        sleep(min(options.poll_seconds, max(0.0, deadline - time.monotonic())))
+        sleep(min(interval, max(0.0, deadline - time.monotonic())))
+        # A file that is not there yet makes each look read the library: look less often.
+        interval = min(interval * 2, max(options.poll_seconds, MAX_POLL_INTERVAL_SECONDS))
 
 
 def _unique_items(found: dict[str, Any]) -> list[Any]:
