@@ -460,5 +460,7 @@ def _unlock(connection: Connection, title: str) -> None:
     try:
         with connection.begin():
             connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _lock_key(title)})
-    except Exception:  # the connection is closed (and the session lock with it) anyway
-        log.warning("could not release the Plex sync lock", exc_info=True)
+    except Exception:
+        # A pooled connection must not keep the lock: closing it for good releases it.
+        log.warning("could not release the Plex sync lock; dropping the connection", exc_info=True)
+        connection.invalidate()

@@ -320,3 +320,30 @@ def test_a_symlinked_download_root_is_the_same_root(
     report = sync_download(backend.download(backend.files(folder, NAMES[:2])))
     assert fake.refreshes() == [str(link / folder.relative_to(backend.root))]
     assert report.added == 2
+
+
+def test_one_sync_per_collection_and_a_cancelled_one_lets_go(
+    fake: FakePlex, backend: Backend, engine: Engine
+) -> None:
+    from medianest_workers.downloads.plex import _lock_key  # noqa: PLC0415
+    from medianest_workers.platform.errors import JobCancelledError  # noqa: PLC0415
+
+    backend.user()
+    backend.plex_service(fake.url)
+    download_id = backend.download(backend.files(backend.folder(), NAMES[:2]))
+    with engine.connect() as holder:  # another worker's sync of the same collection
+        holder.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _lock_key("lo-fi beats")})
+        with pytest.raises(plex_errors.PlexBusyError, match="'Lo-fi Beats' is running"):
+            sync_download(download_id)
+        holder.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _lock_key("lo-fi beats")})
+        holder.rollback()
+    assert fake.calls == []  # the busy one did not touch Plex
+
+    fake.scan_delay = 0.5
+
+    def cancelled(_seconds: float) -> None:
+        raise JobCancelledError("job was cancelled")
+
+    with pytest.raises(JobCancelledError):
+        sync_download(download_id, sleep=cancelled)
+    assert sync_download(download_id).added == 2  # the cancelled one released the lock
