@@ -90,7 +90,19 @@ class PlexClient:
         return section
 
     def scan(self, section: LibrarySection, path: str) -> None:
-        """Ask for a partial scan of exactly `path` (a folder as Plex sees it)."""
+        """Ask for a partial scan of exactly `path` (a folder as Plex sees it).
+
+        Plex ignores a path outside the library's folders without a word, so that is refused
+        here, naming the folders (the usual cause: PLEX_DOWNLOAD_ROOT not set or wrong).
+        """
+        locations = [normalize_path(p) for p in self._call("locations", lambda: section.locations)]
+        wanted = normalize_path(path)
+        if locations and not any(wanted.startswith(p.rstrip("/") + "/") for p in locations):
+            raise PlexLibraryError(
+                f"{path!r} is not inside a folder of the Plex library {section.title!r}"
+                f" ({', '.join(locations)}): set PLEX_DOWNLOAD_ROOT to DOWNLOAD_ROOT as the"
+                " Plex server sees it"
+            )
         self._call("scan", lambda: section.update(path=path))
 
     def items_for(

@@ -206,6 +206,7 @@ def test_plex_sees_the_downloads_under_another_root(
 
     reset_settings_cache()
     fake.plex_to_local = lambda path: path.replace("/data/youtube", str(backend.root), 1)
+    fake.sections[2].locations = ["/data/youtube"]
     backend.user()
     backend.plex_service(fake.url)
     folder = backend.folder()
@@ -310,6 +311,7 @@ def test_a_symlinked_download_root_is_the_same_root(
     """The download records real paths; DOWNLOAD_ROOT may be a link (Plex knows the link)."""
     link = tmp_path / "link"
     link.symlink_to(backend.root, target_is_directory=True)
+    fake.sections[2].locations = [str(link)]  # the library was set up with the link
     monkeypatch.setenv("DOWNLOAD_ROOT", str(link))
     from medianest_workers.settings import reset_settings_cache  # noqa: PLC0415
 
@@ -347,3 +349,17 @@ def test_one_sync_per_collection_and_a_cancelled_one_lets_go(
     with pytest.raises(JobCancelledError):
         sync_download(download_id, sleep=cancelled)
     assert sync_download(download_id).added == 2  # the cancelled one released the lock
+
+
+def test_a_folder_outside_the_librarys_folders_is_a_clear_error(
+    fake: FakePlex, backend: Backend
+) -> None:
+    """Plex would ignore the scan: the job says what to set instead of waiting in vain."""
+    fake.sections[2].locations = ["/data/youtube"]  # Plex mounts the downloads elsewhere
+    backend.user()
+    backend.plex_service(fake.url)
+    download_id = backend.download(backend.files(backend.folder(), NAMES[:1]))
+    with pytest.raises(plex_errors.PlexLibraryError, match="set PLEX_DOWNLOAD_ROOT") as caught:
+        sync_download(download_id)
+    assert "/data/youtube" in str(caught.value)
+    assert fake.refreshes() == []
