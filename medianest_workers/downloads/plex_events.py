@@ -11,9 +11,8 @@ dedup_key), so an event emitted twice makes one job. Quick by contract: one enqu
 from __future__ import annotations
 
 import logging
-from typing import Annotated
 
-from pydantic import BaseModel, BeforeValidator, Field
+from pydantic import BaseModel, Field
 
 from medianest_workers.platform import events
 from medianest_workers.platform.enqueue import Enqueued, enqueue
@@ -29,18 +28,14 @@ ENQUEUED_BY = "events"
 PARTIAL_STATUSES = frozenset({"failed", "partial", "partially_completed"})
 
 
-def _id_text(value: object) -> object:
-    """youtube_downloads.id is TEXT; an emitter passing a number still names the row."""
-    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
-
-
 class PlexSyncPayload(BaseModel):
     """The payload of `downloads.plex_sync`: the row's id only (never a token or a path)."""
 
     model_config = {"extra": "forbid"}
 
-    download_id: Annotated[str, BeforeValidator(_id_text)] = Field(
-        min_length=1, max_length=64, description="youtube_downloads.id of a finished download"
+    download_id: str = Field(
+        pattern=r"^[A-Za-z0-9_-]{1,128}$",
+        description="youtube_downloads.id (text, a UUID) of a finished download",
     )
 
 

@@ -91,7 +91,10 @@ def test_the_payload_is_the_row_id_only(session_factory: object, plex_env: Path)
         enqueue(KIND, {})
     with pytest.raises(PayloadInvalidError, match="Extra inputs"):
         enqueue(KIND, {"download_id": "a", "token": TOKEN})
-    assert enqueue(KIND, {"download_id": 42}).row["payload"] == {"download_id": "42"}
+    with pytest.raises(PayloadInvalidError, match="download_id"):
+        enqueue(KIND, {"download_id": "../etc"})
+    row_id = "0f8fad5b-d9cb-469f-a165-70867728950e"
+    assert enqueue(KIND, {"download_id": row_id}).row["payload"] == {"download_id": row_id}
 
 
 def test_plex_down_then_up_the_job_retries_then_succeeds(
