@@ -1,4 +1,5 @@
-"""What a worker does around its jobs: refuse bounds that cannot hold, a fresh engine per child.
+"""What a worker does around its jobs: refuse bounds that cannot hold, a fresh engine per child
+whose database waits a soft time limit can interrupt.
 
 Connected by importing `platform.jobs` (every job module does), so only processes that run
 jobs carry them; Celery imports the job modules before it sends `worker_init`.
@@ -11,6 +12,7 @@ from typing import Any
 from celery import signals
 
 from medianest_workers.db.session import dispose_engine_after_fork
+from medianest_workers.platform import db_waits
 from medianest_workers.platform.errors import TimeBoundsError
 from medianest_workers.platform.registry import all_specs, check_time_bounds
 from medianest_workers.settings import get_settings
@@ -26,5 +28,7 @@ def _check_bounds(**_: Any) -> None:
 
 @signals.worker_process_init.connect
 def _fresh_engine_in_child(**_: Any) -> None:
-    """Never share a pool across a fork (session.py also does this through register_at_fork)."""
+    """Never share a pool across a fork (session.py also does this through register_at_fork);
+    database waits that a soft time limit interrupts (db_waits.py)."""
     dispose_engine_after_fork()
+    db_waits.install()

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.pool import NullPool
@@ -29,6 +30,7 @@ from sqlalchemy.pool import NullPool
 from medianest_workers.db import admin, migrate
 from medianest_workers.db.session import sqlalchemy_url
 from medianest_workers.runtime.embedded import EmbeddedPostgres, EmbeddedValkey
+from tests.helpers import free_port, wait_for
 from tests.platform.conftest import REPO_ROOT, Worker
 from tests.reliability.jobs import CREATE_TABLES
 
@@ -127,6 +129,10 @@ class Scenario:
     tmp_path: Path
     workers: list[Worker] = field(default_factory=list)
     rescuers: list[Rescuer] = field(default_factory=list)
+    servers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    #: What the platform's processes connect to (the scenario's database, as its superuser
+    #: unless a scenario says otherwise).
+    database_url: str | None = None
 
     @property
     def engine(self) -> Engine:
@@ -134,7 +140,7 @@ class Scenario:
 
     def env(self, **extra: str) -> dict[str, str]:
         return {
-            "DATABASE_URL": self.postgres.url,
+            "DATABASE_URL": self.database_url or self.postgres.url,
             "REDIS_URL": self.redis_url,
             "JOB_CATALOG": CATALOG,
             "HEARTBEAT_INTERVAL_SECONDS": "0.5",
@@ -176,6 +182,45 @@ class Scenario:
         self.rescuers.append(rescuer)
         return rescuer
 
+    def start_api(self, api_key: str) -> str:
+        """The HTTP API (uvicorn, as `medianest-workers api` runs it) on a free loopback port."""
+        port = free_port()
+        log_path = self.tmp_path / "api.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "--factory",
+                    "medianest_workers.api.app:create_app",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--log-level",
+                    "warning",
+                ],
+                cwd=REPO_ROOT,
+                env={**self._process_env(), "API_KEYS": api_key},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.servers.append(process)
+        url = f"http://127.0.0.1:{port}"
+
+        def answers() -> bool:
+            if process.poll() is not None:
+                raise AssertionError(f"uvicorn exited: {log_path.read_text(errors='replace')}")
+            try:
+                return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(answers, timeout=30, interval=0.2)
+        return url
+
     def enqueue(self, specs: list[dict[str, Any]]) -> list[str]:
         """Enqueue (kind, payload, key) specs in batches of 100; the accepted ids."""
         result = subprocess.run(
@@ -202,6 +247,14 @@ class Scenario:
         for worker in self.workers:
             worker.stop()
             _kill_group(worker.process.pid)  # children a killed main process left behind
+        for server in self.servers:
+            if server.poll() is None:
+                server.terminate()
+                try:
+                    server.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    _kill_group(server.pid)
+                    server.wait(timeout=10)
 
 
 def _kill_group(pgid: int) -> None:
