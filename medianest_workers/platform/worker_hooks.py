@@ -7,6 +7,7 @@ jobs carry them; Celery imports the job modules before it sends `worker_init`.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from celery import signals
@@ -17,13 +18,19 @@ from medianest_workers.platform.errors import TimeBoundsError
 from medianest_workers.platform.registry import all_specs, check_time_bounds
 from medianest_workers.settings import get_settings
 
+log = logging.getLogger(__name__)
+
 
 @signals.worker_init.connect
 def _check_bounds(**_: Any) -> None:
     """Every hard time limit and retry delay must end within the visibility timeout."""
     problems = check_time_bounds(get_settings().visibility_timeout_seconds, all_specs())
     if problems:
-        raise TimeBoundsError("; ".join(problems))
+        error = TimeBoundsError("; ".join(problems))
+        log.critical("the worker refuses to start: %s", error)
+        # Celery logs and swallows a receiver's Exception (the worker would start anyway);
+        # SystemExit is not an Exception: it ends the worker, with the reason on stderr.
+        raise SystemExit(f"the worker refuses to start: {error}") from error
 
 
 @signals.worker_process_init.connect

@@ -66,6 +66,16 @@ while True:
 """
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Scenarios marked `long` run only with RELIABILITY_LONG=1 (CI's budget: the fast ones)."""
+    if os.environ.get("RELIABILITY_LONG") == "1":
+        return
+    skip = pytest.mark.skip(reason="a long reliability scenario: set RELIABILITY_LONG=1")
+    for item in items:
+        if "long" in item.keywords:
+            item.add_marker(skip)
+
+
 @dataclass
 class OwnPostgres:
     """An embedded PostgreSQL of the scenario's own, with its database `rel`."""

@@ -98,8 +98,10 @@ def work(ctx: JobContext, payload: Work) -> dict[str, int]:
     return {"attempt": ctx.attempt}
 
 
-job("reliability.work", queue=Queue.MEDIA, payload=Work, retry=RETRY)(work)
-job("reliability.work_health", queue=Queue.HEALTH, payload=Work, retry=RETRY)(work)
+#: Bounds that fit a visibility timeout of 60 s (test_countdown.py).
+BOUNDS = {"soft_time_limit": 30.0, "time_limit": 45.0}
+job("reliability.work", queue=Queue.MEDIA, payload=Work, retry=RETRY, **BOUNDS)(work)
+job("reliability.work_health", queue=Queue.HEALTH, payload=Work, retry=RETRY, **BOUNDS)(work)
 #: A job whose soft limit (4 s) ends it well before its hard limit (20 s).
 job(
     "reliability.bounded",
