@@ -35,8 +35,10 @@ class Report:
     jobs: int
     states: dict[str, int]
     executions: int
-    #: Executions beyond the first of each job (re-runs after a fault): allowed, counted.
+    #: Executions beyond the first of each job (retries and re-runs): allowed, counted.
     duplicate_executions: int
+    #: Executions beyond those each job plans (its planned failures + 1): what faults cost.
+    fault_reruns: int
     #: Jobs with more than one effect.
     duplicate_effects: list[str]
     #: Jobs not terminal by the deadline.
@@ -52,7 +54,7 @@ class Report:
         drain = "-" if self.drain_seconds is None else f"{self.drain_seconds:.1f} s"
         return (
             f"jobs={self.jobs} states={self.states} executions={self.executions}"
-            f" duplicate_executions={self.duplicate_executions}"
+            f" duplicate_executions={self.duplicate_executions} fault_reruns={self.fault_reruns}"
             f" duplicate_effects={len(self.duplicate_effects)} lost={len(self.lost)}"
             f" recovery={recovery} drain={drain} problems={len(self.problems)}"
         )
@@ -112,11 +114,13 @@ def check(
     fault_at: dt.datetime | None = None,
     hit: Sequence[str] = (),
     batch_sizes: dict[str, int] | None = None,
+    planned_runs: dict[str, int] | None = None,
 ) -> Report:
     """Wait for `ids` (the accepted jobs) to end, then check the invariants (module docstring).
 
     `fault_at` (database clock) and `hit` (the jobs in flight when the fault struck) give the
-    recovery time; `batch_sizes` the rows each batch job writes when it succeeds.
+    recovery time; `batch_sizes` the rows each batch job writes when it succeeds;
+    `planned_runs` the executions each job needs without a fault (default 1).
     """
     ids = list(ids)
     lost = wait_terminal(engine, ids, deadline=deadline)
@@ -189,6 +193,10 @@ def check(
         states=dict(sorted(states.items())),
         executions=sum(executions.values()),
         duplicate_executions=sum(max(0, count - 1) for count in executions.values()),
+        fault_reruns=sum(
+            max(0, count - (planned_runs or {}).get(job_id, 1))
+            for job_id, count in executions.items()
+        ),
         duplicate_effects=duplicate_effects,
         lost=lost,
         recovery_seconds=_seconds_after(fault_at, [finished.get(job_id) for job_id in hit]),

@@ -8,7 +8,13 @@ import httpx
 
 from tests.helpers import wait_for
 from tests.reliability.checker import check, database_now, not_terminal, running_ids
-from tests.reliability.conftest import STALE_SECONDS, Scenario, batch_sizes, mixed_jobs
+from tests.reliability.conftest import (
+    STALE_SECONDS,
+    Scenario,
+    batch_sizes,
+    mixed_jobs,
+    planned_runs,
+)
 from tests.reliability.test_worker_kill import expected_states
 
 EXHAUSTED_SECONDS = 8.0
@@ -99,6 +105,7 @@ def test_the_database_out_of_connections_bounds_every_wait_and_loses_nothing(
         fault_at=fault_at,
         hit=hit,
         batch_sizes=batch_sizes(ids, specs),
+        planned_runs=planned_runs(ids, specs),
     )
     log = worker.log()
     refused = log.count("cannot reach the ledger")

@@ -9,7 +9,13 @@ from sqlalchemy import text
 
 from tests.helpers import wait_for
 from tests.reliability.checker import check, database_now, not_terminal, running_ids
-from tests.reliability.conftest import STALE_SECONDS, Scenario, batch_sizes, mixed_jobs
+from tests.reliability.conftest import (
+    STALE_SECONDS,
+    Scenario,
+    batch_sizes,
+    mixed_jobs,
+    planned_runs,
+)
 from tests.reliability.test_worker_kill import expected_states
 
 LOCK_TIMEOUT_MS = 500
@@ -75,6 +81,7 @@ def test_a_table_lock_past_lock_timeout_fails_fast_and_is_retried(scenario: Scen
         fault_at=fault_at,
         hit=hit,
         batch_sizes=batch_sizes(ids, specs),
+        planned_runs=planned_runs(ids, specs),
     )
     most_waiting = max(waiting for waiting, _ in samples)
     most_backends = max(total for _, total in samples)

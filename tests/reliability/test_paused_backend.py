@@ -10,7 +10,13 @@ from sqlalchemy import text
 
 from tests.helpers import wait_for
 from tests.reliability.checker import check, database_now, running_ids
-from tests.reliability.conftest import STALE_SECONDS, Scenario, batch_sizes, mixed_jobs
+from tests.reliability.conftest import (
+    STALE_SECONDS,
+    Scenario,
+    batch_sizes,
+    mixed_jobs,
+    planned_runs,
+)
 from tests.reliability.test_worker_kill import expected_states
 
 STATEMENT_TIMEOUT_MS = 2000
@@ -64,6 +70,7 @@ def test_a_paused_backend_ends_the_job_by_its_soft_limit(scenario: Scenario) -> 
         fault_at=fault_at,
         hit=hit,
         batch_sizes=batch_sizes(ids, specs),
+        planned_runs=planned_runs(ids, specs),
     )
     print(
         f"\nbackend paused {PAUSE_SECONDS} s: faults=1 attempt_ended_after={ended_after:.1f} s"

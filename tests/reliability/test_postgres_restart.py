@@ -8,7 +8,13 @@ from sqlalchemy import text
 
 from tests.helpers import wait_for
 from tests.reliability.checker import check, database_now, running_ids
-from tests.reliability.conftest import STALE_SECONDS, Scenario, batch_sizes, mixed_jobs
+from tests.reliability.conftest import (
+    STALE_SECONDS,
+    Scenario,
+    batch_sizes,
+    mixed_jobs,
+    planned_runs,
+)
 from tests.reliability.test_worker_kill import expected_states
 
 BATCH_ROWS = 20
@@ -53,6 +59,7 @@ def test_postgres_restarted_mid_batch_rolls_the_batch_back_and_the_job_retries(
         fault_at=fault_at,
         hit=hit,
         batch_sizes=batch_sizes(ids, specs),
+        planned_runs=planned_runs(ids, specs),
     )
     print(
         f"PostgreSQL restart mid-batch: faults=1 open_batches={in_batch} hit={len(hit)}"

@@ -5,7 +5,13 @@ from __future__ import annotations
 import time
 
 from tests.reliability.checker import check, database_now, not_terminal, running_ids
-from tests.reliability.conftest import STALE_SECONDS, Scenario, batch_sizes, mixed_jobs
+from tests.reliability.conftest import (
+    STALE_SECONDS,
+    Scenario,
+    batch_sizes,
+    mixed_jobs,
+    planned_runs,
+)
 from tests.reliability.tcp_proxy import TcpProxy
 from tests.reliability.test_worker_kill import expected_states
 
@@ -57,6 +63,7 @@ def test_latency_and_resets_toward_redis_degrade_throughput_but_lose_nothing(
             fault_at=fault_at,
             hit=hit,
             batch_sizes=batch_sizes(ids, specs),
+            planned_runs=planned_runs(ids, specs),
         )
         print(
             f"\nRedis latency 50-150 ms + resets every {RESET_EVERY} s for {FAULT_SECONDS} s:"

@@ -8,7 +8,13 @@ import time
 
 from tests.helpers import wait_for
 from tests.reliability.checker import check, database_now, not_terminal, running_ids
-from tests.reliability.conftest import STALE_SECONDS, Scenario, batch_sizes, mixed_jobs
+from tests.reliability.conftest import (
+    STALE_SECONDS,
+    Scenario,
+    batch_sizes,
+    mixed_jobs,
+    planned_runs,
+)
 
 
 def expected_states(specs: list[dict]) -> dict[str, int]:
@@ -40,6 +46,7 @@ def test_sigkill_of_the_worker_main_process_loses_nothing(scenario: Scenario) ->
         fault_at=fault_at,
         hit=hit,
         batch_sizes=batch_sizes(ids, specs),
+        planned_runs=planned_runs(ids, specs),
     )
     print(f"\nSIGKILL worker main: faults=1 hit={len(hit)} {report.summary()}")
     print(

@@ -8,7 +8,13 @@ from sqlalchemy import text
 
 from tests.helpers import wait_for
 from tests.reliability.checker import check, database_now, running_ids
-from tests.reliability.conftest import STALE_SECONDS, Scenario, batch_sizes, mixed_jobs
+from tests.reliability.conftest import (
+    STALE_SECONDS,
+    Scenario,
+    batch_sizes,
+    mixed_jobs,
+    planned_runs,
+)
 from tests.reliability.test_worker_kill import expected_states
 
 LONG_SECONDS = 6.0
@@ -54,6 +60,7 @@ def test_sigterm_during_long_jobs_finishes_them_and_hands_the_rest_back(
         fault_at=fault_at,
         hit=hit,
         batch_sizes=batch_sizes(ids, specs),
+        planned_runs=planned_runs(ids, specs),
     )
     print(f"\nSIGTERM during long jobs: faults=1 hit={len(hit)} {report.summary()}")
     report.assert_ok()
