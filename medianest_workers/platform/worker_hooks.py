@@ -1,4 +1,5 @@
-"""What a worker does around its jobs: refuse bounds that cannot hold, a fresh engine per child.
+"""What a worker does around its jobs: refuse bounds that cannot hold, a fresh engine per child
+whose database waits a soft time limit can interrupt.
 
 Connected by importing `platform.jobs` (every job module does), so only processes that run
 jobs carry them; Celery imports the job modules before it sends `worker_init`.
@@ -6,14 +7,18 @@ jobs carry them; Celery imports the job modules before it sends `worker_init`.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from celery import signals
 
 from medianest_workers.db.session import dispose_engine_after_fork
+from medianest_workers.platform import db_waits
 from medianest_workers.platform.errors import TimeBoundsError
 from medianest_workers.platform.registry import all_specs, check_time_bounds
 from medianest_workers.settings import get_settings
+
+log = logging.getLogger(__name__)
 
 
 @signals.worker_init.connect
@@ -21,10 +26,16 @@ def _check_bounds(**_: Any) -> None:
     """Every hard time limit and retry delay must end within the visibility timeout."""
     problems = check_time_bounds(get_settings().visibility_timeout_seconds, all_specs())
     if problems:
-        raise TimeBoundsError("; ".join(problems))
+        error = TimeBoundsError("; ".join(problems))
+        log.critical("the worker refuses to start: %s", error)
+        # Celery logs and swallows a receiver's Exception (the worker would start anyway);
+        # SystemExit is not an Exception: it ends the worker, with the reason on stderr.
+        raise SystemExit(f"the worker refuses to start: {error}") from error
 
 
 @signals.worker_process_init.connect
 def _fresh_engine_in_child(**_: Any) -> None:
-    """Never share a pool across a fork (session.py also does this through register_at_fork)."""
+    """Never share a pool across a fork (session.py also does this through register_at_fork);
+    database waits that a soft time limit interrupts (db_waits.py)."""
     dispose_engine_after_fork()
+    db_waits.install()
