@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, or_, select, text, update
+from sqlalchemy import Connection, bindparam, func, or_, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from medianest_workers.db.locks import AdvisoryLock
@@ -318,6 +318,14 @@ def _write_page(
         )
     }
     users = _match_users(connection, [w.request for w in by_id.values()])
+    adoptable = _adoptable(
+        connection,
+        [
+            (key, entry, users[entry.request.id])
+            for key, entry in by_id.items()
+            if key not in existing and entry.request.id in users
+        ],
+    )
     now = utcnow()
     inserts: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
@@ -326,7 +334,7 @@ def _write_page(
         user_id = users.get(item.id)
         row = existing.get(key)
         if row is None:
-            row = _adoptable(connection, entry, user_id)
+            row = adoptable.get(key)
             if row is not None:
                 report.adopted += 1
         completed_at = _completed_at(entry, row.completed_at if row is not None else None, now)
@@ -394,24 +402,35 @@ def _requester_hint(item: OverseerrRequest) -> str:
     return f"overseerr user {who.id}"
 
 
-def _adoptable(connection: Connection, entry: _Wanted, user_id: str | None) -> Any:
-    """A local row for the same media and requester that has no overseerr_id yet (the
-    backend's, or one a push submitted but did not link before it died)."""
-    if user_id is None:
-        return None
+def _adoptable(
+    connection: Connection, entries: Sequence[tuple[str, _Wanted, str]]
+) -> dict[str, Any]:
+    """For new requests (overseerr id, request, matched user id): a local row for the same
+    media and requester that has no overseerr_id yet (the backend's, or one a push submitted
+    but did not link before it died), oldest first, each row to one request only. One query
+    for the page, its rows locked."""
+    if not entries:
+        return {}
     table = MediaRequest.__table__
-    return connection.execute(
+    wanted = sorted({(user_id, entry.tmdb_id, entry.media_type) for _, entry, user_id in entries})
+    rows = connection.execute(
         select(table)
         .where(
             table.c.overseerr_id.is_(None),
-            table.c.user_id == user_id,
-            table.c.tmdb_id == entry.tmdb_id,
-            table.c.media_type == entry.media_type,
+            tuple_(table.c.user_id, table.c.tmdb_id, table.c.media_type).in_(wanted),
         )
-        .order_by(table.c.created_at)
-        .limit(1)
+        .order_by(table.c.created_at, table.c.id)
         .with_for_update()
-    ).first()
+    ).all()
+    free: dict[tuple[str, str | None, str], list[Any]] = {}
+    for row in rows:
+        free.setdefault((row.user_id, row.tmdb_id, row.media_type), []).append(row)
+    adopted: dict[str, Any] = {}
+    for key, entry, user_id in entries:
+        queue = free.get((user_id, entry.tmdb_id, entry.media_type))
+        if queue:
+            adopted[key] = queue.pop(0)
+    return adopted
 
 
 def _match_users(connection: Connection, items: Sequence[OverseerrRequest]) -> dict[int, str]:

@@ -8,6 +8,7 @@ GET /movie/{id} and /tv/{id} (title, mediaInfo.requests), GET /user, POST /reque
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -26,6 +27,8 @@ class FakeOverseerr:
         self.requests: dict[int, dict[str, Any]] = {}
         self.users: dict[int, dict[str, Any]] = {}
         self.titles: dict[tuple[str, int], str] = {}
+        #: Request ids by (media type, tmdb id), for the media details' mediaInfo.requests.
+        self.by_media: dict[tuple[str, int], set[int]] = {}
         self.fault: str | None = None
         self.calls: list[str] = []
         self.post_hold = threading.Event()
@@ -39,6 +42,12 @@ class FakeOverseerr:
 
             def log_message(self, *_args: Any) -> None:
                 pass
+
+            def setup(self) -> None:
+                super().setup()
+                # Headers and body are two writes: without this, Nagle holds the second
+                # until the client's delayed ACK (40 ms a call on loopback).
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
             def do_GET(self) -> None:
                 fake.handle(self, "GET")
@@ -105,7 +114,11 @@ class FakeOverseerr:
                 "updatedAt": stamp,
             },
         }
+        old = self.requests.get(rid)
+        if old is not None:
+            self.by_media.get((old["type"], old["media"]["tmdbId"]), set()).discard(rid)
         self.requests[rid] = item
+        self.by_media.setdefault((media_type, tmdb), set()).add(rid)
         self.titles[(media_type, tmdb)] = title or f"Title {media_type} {tmdb}"
         return item
 
@@ -133,9 +146,10 @@ class FakeOverseerr:
             title = self.titles.get((media_type, int(tmdb)))
             if title is None:
                 return self.send(handler, 404, {"message": "not found"})
+            candidates = sorted(self.by_media.get((media_type, int(tmdb)), ()))
             requests = [
                 r
-                for r in self.requests.values()
+                for r in (self.requests[rid] for rid in candidates if rid in self.requests)
                 if r["media"]["tmdbId"] == int(tmdb) and r["media"]["mediaType"] == media_type
             ]
             key = "title" if media_type == "movie" else "name"
