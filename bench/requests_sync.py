@@ -3,7 +3,8 @@
     python3 -m bench.requests_sync [--requests 10000] [--naive 2000] [--users 200]
 
 Serves `--requests` requests (movies and tv, every status, `--users` requesters) from the
-loopback fake Overseerr of the tests (tests/requests/fake_overseerr.py), in a database of its
+loopback fake Overseerr of the tests (tests/requests/fake_overseerr.py, in a process of its own,
+as Overseerr is), in a database of its
 own, and prints:
 - naive: for each request, GET /request/{id}, GET /movie|tv/{tmdbId} for its title, then the
   requester, the row and its INSERT in a transaction of its own (the baseline; run on the first
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import multiprocessing
 import os
 import sys
 import time
@@ -58,22 +60,10 @@ def database() -> Iterator[str]:
             admin.drop_database(server_url, name)
 
 
-def populate(fake: Any, engine: Any, requests: int, users: int) -> None:
-    """`users` requesters (half matched by plex id, half by email) and `requests` requests."""
-    from sqlalchemy import text
-
-    rows = []
+def populate_fake(fake: Any, requests: int, users: int) -> None:
+    """`users` requesters and `requests` requests (movies and tv, every status) in the fake."""
     for uid in range(1, users + 1):
-        plex = 10_000 + uid if uid % 2 else None
-        fake.add_user(uid, f"user{uid}@example.org", plex)
-        rows.append({"id": f"u{uid}", "email": f"User{uid}@Example.org", "plex": plex})
-    with engine.begin() as connection:
-        connection.execute(
-            text(
-                "INSERT INTO users (id, email, plex_id) VALUES (:id, :email, CAST(:plex AS text))"
-            ),
-            rows,
-        )
+        fake.add_user(uid, f"user{uid}@example.org", 10_000 + uid if uid % 2 else None)
     start = time.time() - 86_400
     for rid in range(1, requests + 1):
         fake.add_request(
@@ -87,23 +77,92 @@ def populate(fake: Any, engine: Any, requests: int, users: int) -> None:
         )
 
 
-def expected_row(fake: Any, item: dict[str, Any], users: int) -> tuple[Any, ...]:
-    from medianest_workers.requests import status_map
+def populate_users(engine: Any, users: int) -> None:
+    """The same requesters in `users`: odd ones matched by plex id, even ones by email."""
+    from sqlalchemy import text
 
-    media = item["media"]
-    return (
-        f"u{item['requestedBy']['id']}",
-        fake.titles[(media["mediaType"], media["tmdbId"])],
-        media["mediaType"],
-        str(media["tmdbId"]),
-        status_map.backend_status(item["status"], media["status"]),
-    )
+    rows = [
+        {
+            "id": f"u{uid}",
+            "email": f"User{uid}@Example.org",
+            "plex": 10_000 + uid if uid % 2 else None,
+        }
+        for uid in range(1, users + 1)
+    ]
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO users (id, email, plex_id) VALUES (:id, :email, CAST(:plex AS text))"
+            ),
+            rows,
+        )
 
 
-def check_rows(fake: Any, engine: Any, users: int) -> list[str]:
+def _serve(pipe: Any, requests: int, users: int) -> None:
+    from tests.requests.fake_overseerr import FakeOverseerr
+
+    fake = FakeOverseerr()
+    try:
+        populate_fake(fake, requests, users)
+        pipe.send(fake.url)
+        while True:
+            command, *args = pipe.recv()
+            if command == "stop":
+                return
+            if command == "snapshot":
+                pipe.send((fake.requests, fake.titles))
+            elif command == "decline":
+                old = fake.requests[args[0]]
+                fake.add_request(
+                    args[0],
+                    user=old["requestedBy"]["id"],
+                    tmdb=old["media"]["tmdbId"],
+                    media_type=old["type"],
+                    status=3,
+                    media_status=old["media"]["status"],
+                    updated=time.time(),
+                )
+                pipe.send("ok")
+    finally:
+        fake.stop()
+
+
+class FakeProcess:
+    """The fake Overseerr in a process of its own (as Overseerr is), driven over a pipe."""
+
+    def __init__(self, requests: int, users: int) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._pipe, child = context.Pipe()
+        self.process = context.Process(target=_serve, args=(child, requests, users), daemon=True)
+        self.process.start()
+        if not self._pipe.poll(120):
+            raise RuntimeError("the fake Overseerr did not start")
+        self.url: str = self._pipe.recv()
+
+    def snapshot(self) -> tuple[dict[int, Any], dict[tuple[str, int], str]]:
+        self._pipe.send(("snapshot",))
+        return self._pipe.recv()
+
+    def decline(self, request_id: int) -> None:
+        self._pipe.send(("decline", request_id))
+        self._pipe.recv()
+
+    def stop(self) -> None:
+        if self.process.is_alive():
+            self._pipe.send(("stop",))
+            self.process.join(30)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join(10)
+
+
+def check_rows(fake: FakeProcess, engine: Any) -> list[str]:
     """Differences between media_requests and the fake's requests (empty: row for row)."""
     from sqlalchemy import text
 
+    from medianest_workers.requests import status_map
+
+    requests, titles = fake.snapshot()
     with engine.connect() as connection:
         found = {
             row[0]: (*row[1:6], row[6] is not None)
@@ -115,9 +174,17 @@ def check_rows(fake: Any, engine: Any, users: int) -> list[str]:
             )
         }
     problems = []
-    for rid, item in fake.requests.items():
-        want = expected_row(fake, item, users)
-        want = (*want, want[-1] == "available")
+    for rid, item in requests.items():
+        media = item["media"]
+        status = status_map.backend_status(item["status"], media["status"])
+        want = (
+            f"u{item['requestedBy']['id']}",
+            titles[(media["mediaType"], media["tmdbId"])],
+            media["mediaType"],
+            str(media["tmdbId"]),
+            status,
+            status == "available",
+        )
         got = found.pop(str(rid), None)
         if got != want:
             problems.append(f"request {rid}: {got} != {want}")
@@ -221,23 +288,23 @@ def main() -> None:
     from medianest_workers.requests.client import ClientOptions, OverseerrClient
     from medianest_workers.requests.sync import SyncOptions, sync_requests
     from medianest_workers.settings import get_settings
-    from tests.requests.fake_overseerr import KEY, FakeOverseerr
+    from tests.requests.fake_overseerr import KEY
 
     with database():
         settings = get_settings()
         engine = build_engine(settings, application_name="bench-requests-sync")
-        fake = FakeOverseerr()
+        started = time.perf_counter()
+        fake = FakeProcess(args.requests, args.users)
         phases: list[Phase] = []
         try:
-            started = time.perf_counter()
-            populate(fake, engine, args.requests, args.users)
+            populate_users(engine, args.users)
             print(
                 f"{args.requests:,} requests of {args.users} requesters in the fake Overseerr"
                 f" ({time.perf_counter() - started:.1f} s)"
             )
             client = OverseerrClient(fake.url, SecretStr(KEY), ClientOptions.from_settings())
             options = SyncOptions.from_settings()
-            naive_ids = sorted(fake.requests)[: args.naive]
+            naive_ids = list(range(1, min(args.naive, args.requests) + 1))
             naive, _ = measured(
                 "naive loop", engine, len(naive_ids), lambda: naive_loop(client, engine, naive_ids)
             )
@@ -252,7 +319,7 @@ def main() -> None:
             first.pages = report.pages
             first.detail = f"created {report.created:,}, skipped {dict(report.skipped)}"
             phases.append(first)
-            problems = check_rows(fake, engine, args.users)
+            problems = check_rows(fake, engine)
 
             again, report = measured(
                 "re-sync, no change", engine, args.requests, lambda: sync(False)
@@ -269,21 +336,12 @@ def main() -> None:
             phases.append(full)
 
             changed_id = args.requests // 2
-            old = fake.requests[changed_id]
-            fake.add_request(
-                changed_id,
-                user=old["requestedBy"]["id"],
-                tmdb=old["media"]["tmdbId"],
-                media_type=old["type"],
-                status=3,
-                media_status=old["media"]["status"],
-                updated=time.time(),
-            )
+            fake.decline(changed_id)
             one, report = measured("one change", engine, args.requests, lambda: sync(False))
             one.pages = report.pages
             one.detail = f"updated {report.updated}"
             phases.append(one)
-            problems += check_rows(fake, engine, args.users)
+            problems += check_rows(fake, engine)
             client.close()
         finally:
             fake.stop()

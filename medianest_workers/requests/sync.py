@@ -23,7 +23,7 @@ import datetime as dt
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,7 +35,7 @@ from medianest_workers.db.models.medianest import MediaRequest, User
 from medianest_workers.db.models.requests import RequestSyncState
 from medianest_workers.requests import errors, status_map
 from medianest_workers.requests.client import SERVICE_NAME, OverseerrClient
-from medianest_workers.requests.models import OverseerrRequest, parse_request
+from medianest_workers.requests.models import OverseerrRequest, Page, parse_request
 from medianest_workers.timeutil import utcnow
 
 MEDIA_TYPES = ("movie", "tv")
@@ -87,7 +87,7 @@ class SyncOptions:
     page_size: int = 100
     max_pages: int = 1000
     overlap: dt.timedelta = dt.timedelta(minutes=5)
-    title_concurrency: int = 4
+    title_concurrency: int = 8
 
     @classmethod
     def from_settings(cls) -> SyncOptions:
@@ -116,12 +116,25 @@ class _Wanted:
 
 
 class TitleCache:
-    """Titles by (media type, tmdb id) for one run; fetched concurrently, misses remembered."""
+    """Titles by (media type, tmdb id) for one run; fetched concurrently (one pool of threads
+    for the run), misses remembered. Close it (or use it as a context manager)."""
 
     def __init__(self, client: OverseerrClient, concurrency: int) -> None:
         self._client = client
         self._concurrency = concurrency
         self._titles: dict[tuple[str, str], str | None] = {}
+        self._pool: ThreadPoolExecutor | None = None
+
+    def __enter__(self) -> TitleCache:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
 
     def get(self, media_type: str, tmdb_id: str) -> str | None:
         return self._titles.get((media_type, tmdb_id))
@@ -134,9 +147,10 @@ class TitleCache:
             for key in missing:
                 self._titles[key] = self._one(key)
             return
-        with ThreadPoolExecutor(self._concurrency, thread_name_prefix="mnw-titles") as pool:
-            for key, title in zip(missing, pool.map(self._one, missing), strict=True):
-                self._titles[key] = title
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self._concurrency, thread_name_prefix="mnw-titles")
+        for key, title in zip(missing, self._pool.map(self._one, missing), strict=True):
+            self._titles[key] = title
 
     def _one(self, key: tuple[str, str]) -> str | None:
         media_type, tmdb_id = key
@@ -164,65 +178,100 @@ def sync_requests(
     watermark = None if full else _load_watermark(connect)
     report.full = watermark is None
     stop_before = None if watermark is None else watermark - options.overlap
-    titles = TitleCache(client, options.title_concurrency)
     seen: set[int] = set()
     newest: dt.datetime | None = None
     announced_pages: int | None = None
     announced_results = 0
     ceiling = utcnow() + CLOCK_SKEW
     page_number = 0
-    while True:
-        limit = options.max_pages
-        if announced_pages is not None:
-            limit = min(limit, announced_pages + 1)
-        if page_number >= limit:
-            raise errors.PaginationError(
-                f"GET /request: walked {page_number} pages (limit {limit}) without reaching"
-                f" the end; {report.fetched} requests read"
+    with (
+        TitleCache(client, options.title_concurrency) as titles,
+        ThreadPoolExecutor(1, thread_name_prefix="mnw-pages") as prefetch,
+    ):
+        next_page: Future[Page] | None = None
+        while True:
+            limit = options.max_pages
+            if announced_pages is not None:
+                limit = min(limit, announced_pages + 1)
+            if page_number >= limit:
+                raise errors.PaginationError(
+                    f"GET /request: walked {page_number} pages (limit {limit}) without reaching"
+                    f" the end; {report.fetched} requests read"
+                )
+            skip = page_number * options.page_size
+            if next_page is None:
+                page = client.list_requests(skip=skip, take=options.page_size)
+            else:
+                page, next_page = next_page.result(), None
+            if announced_pages is None:
+                announced_pages = page.page_info.pages
+                announced_results = page.page_info.results
+            parsed = _accept_page(
+                page,
+                page_number,
+                options=options,
+                report=report,
+                announced_results=announced_results,
+                seen=seen,
             )
-        page = client.list_requests(skip=page_number * options.page_size, take=options.page_size)
-        if announced_pages is None:
-            announced_pages = page.page_info.pages
-            announced_results = page.page_info.results
-        if len(page.results) > options.page_size:
-            raise errors.PaginationError(
-                f"GET /request: page {page_number + 1} holds {len(page.results)} results,"
-                f" {options.page_size} were asked"
+            page_number += 1
+            at_end = (
+                not page.results
+                or len(page.results) < options.page_size
+                or page_number >= announced_pages
             )
-        report.pages += 1
-        report.fetched += len(page.results)
-        if report.fetched > announced_results + options.page_size:
-            raise errors.PaginationError(
-                f"GET /request: {report.fetched} results read, pageInfo announced"
-                f" {announced_results}"
-            )
-        parsed = _parse_items(page.results, report)
-        ids = {item.id for item in parsed}
-        if page.results and ids and ids <= seen:
-            raise errors.PaginationError(
-                f"GET /request: page {page_number + 1} repeats requests already read"
-                " (the server ignores skip)"
-            )
-        seen |= ids
-        write_requests(connect, parsed, titles, report)
-        for item in parsed:
-            if item.updated_at is not None and item.updated_at <= ceiling:
-                newest = item.updated_at if newest is None else max(newest, item.updated_at)
-        if on_page is not None:
-            on_page(report)
-        page_number += 1
-        at_end = (
-            not page.results
-            or len(page.results) < options.page_size
-            or page_number >= announced_pages
-        )
-        passed = stop_before is not None and _all_older(parsed, stop_before)
-        if at_end or passed:
-            break
+            passed = stop_before is not None and _all_older(parsed, stop_before)
+            if not (at_end or passed) and page_number < min(limit, announced_pages + 1):
+                # The next page is read while this one is written (the walk goes on anyway).
+                next_page = prefetch.submit(
+                    client.list_requests,
+                    skip=page_number * options.page_size,
+                    take=options.page_size,
+                )
+            write_requests(connect, parsed, titles, report)
+            for item in parsed:
+                if item.updated_at is not None and item.updated_at <= ceiling:
+                    newest = item.updated_at if newest is None else max(newest, item.updated_at)
+            if on_page is not None:
+                on_page(report)
+            if at_end or passed:
+                break
     new_watermark = _store_watermark(connect, newest, old=watermark, full=report.full)
     report.complete = True
     report.watermark = new_watermark.isoformat() if new_watermark else None
     return report
+
+
+def _accept_page(
+    page: Page,
+    page_number: int,
+    *,
+    options: SyncOptions,
+    report: SyncReport,
+    announced_results: int,
+    seen: set[int],
+) -> list[OverseerrRequest]:
+    """The page's requests, counted; PaginationError when the walk is abused."""
+    if len(page.results) > options.page_size:
+        raise errors.PaginationError(
+            f"GET /request: page {page_number + 1} holds {len(page.results)} results,"
+            f" {options.page_size} were asked"
+        )
+    report.pages += 1
+    report.fetched += len(page.results)
+    if report.fetched > announced_results + options.page_size:
+        raise errors.PaginationError(
+            f"GET /request: {report.fetched} results read, pageInfo announced {announced_results}"
+        )
+    parsed = _parse_items(page.results, report)
+    ids = {item.id for item in parsed}
+    if page.results and ids and ids <= seen:
+        raise errors.PaginationError(
+            f"GET /request: page {page_number + 1} repeats requests already read"
+            " (the server ignores skip)"
+        )
+    seen |= ids
+    return parsed
 
 
 def sync_one(client: OverseerrClient, connect: Callable[[], Connection], request_id: int) -> dict:
@@ -234,8 +283,8 @@ def sync_one(client: OverseerrClient, connect: Callable[[], Connection], request
         return {"overseerr_request_id": request_id, "found": False, **report.as_json()}
     report.fetched = 1
     parsed = _parse_items([raw], report)
-    titles = TitleCache(client, 1)
-    write_requests(connect, parsed, titles, report)
+    with TitleCache(client, 1) as titles:
+        write_requests(connect, parsed, titles, report)
     report.complete = True
     return {"overseerr_request_id": request_id, "found": True, **report.as_json()}
 
