@@ -13,10 +13,12 @@ from openapi_schema_validator import OAS30Validator
 from pydantic import SecretStr
 from sqlalchemy import Engine, text
 
+from medianest_workers.db.session import reset_engine
 from medianest_workers.requests import errors, status_map
 from medianest_workers.requests.client import ClientOptions, OverseerrClient, api_base
 from medianest_workers.requests.sync import SyncOptions, sync_one, sync_requests
 from tests.requests.fake_overseerr import KEY, FakeOverseerr
+from tests.requests.write_counter import XactWrites, table_writes
 
 SPEC = yaml.safe_load((Path(__file__).parents[1] / "contracts" / "overseerr-api.yml").read_text())
 
@@ -254,3 +256,33 @@ def test_wrong_types_are_skips_naming_the_field(
     assert report.skipped["invalid_item"] == 3
     details = " ".join(example["detail"] for example in report.skip_examples)
     assert "id" in details and "media.tmdbId" in details and "updatedAt" in details
+
+
+def test_resync_without_change_writes_no_row(
+    engine: Engine, session_factory: object, fake: FakeOverseerr, client: OverseerrClient
+) -> None:
+    """Incremental and full re-syncs of 300 unchanged requests: 0 rows inserted or updated,
+    counted per transaction (pg_stat_xact_user_tables) and in the table's statistics."""
+    reset_engine()  # no other backend of this database may hold unflushed counts
+    add_users(engine, fake)
+    for rid in range(1, 301):
+        fake.add_request(
+            rid,
+            user=1 if rid % 2 else 2,
+            tmdb=5000 + rid,
+            media_type="movie" if rid % 3 else "tv",
+            status=(1, 2, 3, 4, 5)[rid % 5],
+            media_status=rid % 7 + 1,
+        )
+    options = SyncOptions(page_size=50, title_concurrency=4)
+    with XactWrites(engine) as first:
+        created = sync_requests(client, engine.connect, options=options)
+    assert created.created == 300 and first.inserted == 300 and first.updated == 0
+    before = table_writes(engine)
+    for full in (False, True, True):
+        with XactWrites(engine) as writes:
+            report = sync_requests(client, engine.connect, full=full, options=options)
+        assert report.complete and report.created == report.updated == report.adopted == 0
+        assert report.unchanged == (300 if full else report.fetched)
+        assert writes.total == 0, (full, writes)
+    assert table_writes(engine) == before
