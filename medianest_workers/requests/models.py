@@ -29,6 +29,13 @@ def _naive_utc(value: dt.datetime | None) -> dt.datetime | None:
     return value
 
 
+def _no_nul(value: str | None) -> str | None:
+    """PostgreSQL text cannot hold NUL: such a string is refused here, naming its field."""
+    if value is not None and "\x00" in value:
+        raise ValueError("contains a NUL character")
+    return value
+
+
 class PageInfo(_Model):
     page: int | None = Field(default=None, ge=0)
     pages: int = Field(ge=0)
@@ -46,6 +53,8 @@ class Requester(_Model):
     id: int
     email: str | None = None
     plex_id: int | None = Field(default=None, alias="plexId")
+
+    _text = field_validator("email")(_no_nul)
 
 
 class Media(_Model):
@@ -95,6 +104,8 @@ class MediaDetails(_Model):
     name: str | None = None
     media_info: Media | None = Field(default=None, alias="mediaInfo")
 
+    _text = field_validator("title", "name")(_no_nul)
+
     @property
     def display_title(self) -> str | None:
         text = (self.title or self.name or "").strip()
@@ -105,6 +116,8 @@ class OverseerrUser(_Model):
     id: int
     email: str | None = None
     plex_id: int | None = Field(default=None, alias="plexId")
+
+    _text = field_validator("email")(_no_nul)
 
 
 def first_error(exc: ValidationError) -> tuple[str, str]:

@@ -138,11 +138,17 @@ def worlds(draw: st.DrawFn, spec: dict[str, Any]) -> dict[str, Any]:
             if name != "pages"
             else draw(st.lists(_page(spec), min_size=1, max_size=3))
         )
-        if name in titles and draw(st.booleans()):
+        if name in titles and not draw(st.booleans()):
             # Half of the details are plausible: an id, a title, no mediaInfo (still valid).
             details = {k: v for k, v in world[name].items() if k != "mediaInfo"}
-            world[name] = {**details, "id": draw(_integers()), titles[name]: draw(st.text())}
+            title = draw(_mostly(st.text(min_size=1), st.text()))
+            world[name] = {**details, "id": draw(_integers()), titles[name]: title}
     return world
+
+
+def _mostly(usual: st.SearchStrategy, odd: st.SearchStrategy) -> st.SearchStrategy:
+    """`usual` values, sometimes `odd` ones (Hypothesis starts from the first option)."""
+    return st.one_of(usual, odd)
 
 
 def _plausible(parts: tuple[dict[str, Any], dict[str, Any], dict[str, Any]]) -> dict[str, Any]:
@@ -166,25 +172,30 @@ def _page(draw: st.DrawFn, spec: dict[str, Any]) -> dict[str, Any]:
         strategy(spec, {"$ref": "#/components/schemas/MediaRequest"}, 1),
         st.fixed_dictionaries(
             {
-                "id": st.integers(-1, 40),
-                "status": st.integers(0, 8),
-                "requestedBy": strategy(spec, {"$ref": "#/components/schemas/User"}, 2),
+                "id": _mostly(st.integers(1, 40), st.integers(-1, 0)),
+                "status": _mostly(st.integers(1, 5), st.integers(-1, 9)),
+                "requestedBy": st.tuples(
+                    strategy(spec, {"$ref": "#/components/schemas/User"}, 2),
+                    _mostly(st.emails(), st.text(max_size=10)),
+                ).map(lambda pair: {**pair[0], "email": pair[1]}),
+                "type": st.sampled_from(["movie", "tv", "music"]),
             },
             optional={
-                "type": st.sampled_from(["movie", "tv", "music"]),
                 "createdAt": st.sampled_from(PARSEABLE_DATES),
                 "updatedAt": st.sampled_from(PARSEABLE_DATES),
             },
         ),
         st.fixed_dictionaries(
-            {"tmdbId": st.integers(-1, 30), "status": st.integers(0, 9)},
+            {
+                "tmdbId": _mostly(st.integers(1, 30), st.integers(-1, 0)),
+                "status": _mostly(st.integers(1, 7), st.integers(-1, 9)),
+            },
             optional={
-                "mediaType": st.sampled_from(["movie", "tv", "music"]),
                 "updatedAt": st.sampled_from(PARSEABLE_DATES),
             },
         ),
     ).map(_plausible)
-    small = st.integers(0, 4)
+    small = _mostly(st.integers(1, 4), st.just(0))
     return {
         "pageInfo": {
             "page": draw(small),
