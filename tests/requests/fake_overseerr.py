@@ -1,8 +1,10 @@
 """A loopback fake Overseerr (`/api/v1`, X-Api-Key) for the tests and the benchmark.
 
 Serves GET /request (sort=modified, newest first, take/skip), GET /request/{id},
-GET /movie/{id} and /tv/{id} (title, mediaInfo.requests), GET /user, POST /request.
-`fault` scripts a misbehaviour of GET /request. Bodies follow overseerr-api.yml.
+GET /movie/{id} and /tv/{id} (title, mediaInfo.requests), GET /user, POST /request (409
+like Overseerr when a live request holds the media). `fault` scripts a misbehaviour of
+GET /request, `stale_details` details that do not list requests yet, `post_hold` a POST
+whose answer waits. Bodies follow overseerr-api.yml and seerr-api.yml (tests check both).
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ class FakeOverseerr:
         #: Request ids by (media type, tmdb id), for the media details' mediaInfo.requests.
         self.by_media: dict[tuple[str, int], set[int]] = {}
         self.fault: str | None = None
+        #: GET /movie|tv/{id} leaves mediaInfo.requests out this many more times (a stale cache).
+        self.stale_details = 0
         self.calls: list[str] = []
         self.post_hold = threading.Event()
         self.post_hold.set()
@@ -153,6 +157,9 @@ class FakeOverseerr:
                 if r["media"]["tmdbId"] == int(tmdb) and r["media"]["mediaType"] == media_type
             ]
             key = "title" if media_type == "movie" else "name"
+            if self.stale_details > 0:
+                self.stale_details -= 1
+                requests = []
             info = {"id": int(tmdb), "tmdbId": int(tmdb), "status": 2, "requests": requests}
             return self.send(handler, 200, {"id": int(tmdb), key: title, "mediaInfo": info})
         if method == "GET" and path == "/user":
@@ -162,6 +169,10 @@ class FakeOverseerr:
         if method == "POST" and path == "/request":
             data = json.loads(body)
             with self.lock:
+                if self.duplicate(data["mediaType"], data["mediaId"]):
+                    # Overseerr's DuplicateMediaRequestError: one live request per media.
+                    message = "Request for this media already exists."
+                    return self.send(handler, 409, {"message": message})
                 rid = max(self.requests, default=0) + 1
                 item = self.add_request(
                     rid,
@@ -176,6 +187,13 @@ class FakeOverseerr:
             self.post_hold.wait(30)
             return self.send(handler, 201, item)
         return self.send(handler, 404, {"message": "no route"})
+
+    def duplicate(self, media_type: str, tmdb: int) -> bool:
+        """Whether a request that is not declined (3) holds this media already."""
+        return any(
+            self.requests[rid]["status"] != 3 and not self.requests[rid]["is4k"]
+            for rid in self.by_media.get((media_type, int(tmdb)), ())
+        )
 
     @staticmethod
     def page(items: list[Any], take: int, skip: int) -> dict[str, Any]:

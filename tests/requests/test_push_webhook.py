@@ -165,6 +165,45 @@ def test_worker_killed_between_overseerrs_answer_and_our_commit_makes_one_reques
     assert push["state"] == "linked" and push["attempts"] == 2
 
 
+def test_409_for_another_requesters_request_is_a_skip_and_creates_nothing(
+    engine: Engine, session_factory: object, fake: FakeOverseerr
+) -> None:
+    """Overseerr answers 409 (one live request per media; its spec lists no body, it sends
+    {"message"}): the media is requested by someone else, so nothing is linked or created."""
+    local_pending(engine)
+    fake.add_user(7, "one@example.org", 1001)
+    fake.add_user(8, "other@example.org", 2002)
+    fake.add_request(1, user=8, tmdb=438631, status=1, title="Dune")
+    with OverseerrClient(fake.url, SecretStr(KEY)) as client:
+        report = push_pending(client, engine.connect)
+    assert report.skipped == {"conflict_other_requester": 1}
+    assert report.created == report.linked_existing == 0
+    assert list(fake.requests) == [1] and overseerr_id(engine) is None
+    assert fake.calls.count("POST /request") == 1
+    with engine.connect() as connection:
+        push = connection.execute(text("SELECT * FROM mnw_request_pushes")).mappings().one()
+    assert push["state"] == "skipped" and "409" in push["last_error"]
+
+
+def test_409_for_this_requesters_request_links_it(
+    engine: Engine, session_factory: object, fake: FakeOverseerr
+) -> None:
+    """The requester's request exists but the first lookup missed it (stale details): the
+    POST's 409 makes the push look again and link it, never create a second one."""
+    local_pending(engine)
+    fake.add_user(7, "one@example.org", 1001)
+    fake.add_request(4, user=7, tmdb=438631, status=2, media_status=3, title="Dune")
+    fake.stale_details = 1
+    with OverseerrClient(fake.url, SecretStr(KEY)) as client:
+        report = push_pending(client, engine.connect)
+    assert report.linked_existing == 1 and report.created == 0
+    assert fake.calls.count("POST /request") == 1 and list(fake.requests) == [4]
+    assert overseerr_id(engine) == "4"
+    with engine.connect() as connection:
+        status = connection.scalar(text("SELECT status FROM media_requests WHERE id = 'r1'"))
+    assert status == "processing"
+
+
 def test_requester_missing_in_overseerr_is_a_skip(
     engine: Engine, session_factory: object, fake: FakeOverseerr
 ) -> None:

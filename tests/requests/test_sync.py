@@ -77,6 +77,59 @@ def n_tup(engine: Engine) -> tuple[int, int]:
         ).one()
 
 
+CONTRACTS = Path(__file__).parents[1] / "contracts"
+SPECS = {
+    name: yaml.safe_load((CONTRACTS / name).read_text())
+    for name in ("overseerr-api.yml", "seerr-api.yml")
+}
+
+
+def answer_validator(
+    spec: dict, path: str, method: str = "get", status: str = "200"
+) -> OAS30Validator:
+    answer = spec["paths"][path][method]["responses"][status]["content"]["application/json"]
+    return OAS30Validator({**answer["schema"], "components": spec["components"]})
+
+
+@pytest.mark.parametrize("spec_name", sorted(SPECS))
+def test_fake_answers_validate_against_both_specs(
+    fake: FakeOverseerr, client: OverseerrClient, spec_name: str
+) -> None:
+    """Each endpoint's answer, as the fake sends it over HTTP, against Overseerr's and Seerr's
+    specs (request and media statuses of both, Seerr's 5 completed and 6/7 media included)."""
+    spec = SPECS[spec_name]
+    fake.add_user(1, "a@example.org", 1)
+    fake.add_user(2, "b@example.org", None)
+    for rid, (status, media_status) in enumerate(
+        [(1, 2), (2, 3), (3, 1), (4, 5), (5, 5), (2, 6), (2, 7)], 1
+    ):
+        fake.add_request(
+            rid, user=rid % 2 + 1, tmdb=100 + rid, status=status, media_status=media_status
+        )
+    fake.add_request(8, user=1, tmdb=200, media_type="tv")
+    http = client._http  # the client's own session: its key, its base
+
+    def get(path: str, **params: object) -> object:
+        answer = http.get(client.base + path, params=params, timeout=5)
+        assert answer.status_code == 200, (path, answer.status_code)
+        return answer.json()
+
+    answer_validator(spec, "/request").validate(get("/request", take=5, skip=0, sort="modified"))
+    one = answer_validator(spec, "/request/{requestId}")
+    one.validate(get("/request/5"))
+    assert not one.is_valid({"id": "abc", "status": 2})  # the validator does check
+    answer_validator(spec, "/movie/{movieId}").validate(get("/movie/101"))
+    answer_validator(spec, "/tv/{tvId}").validate(get("/tv/200"))
+    answer_validator(spec, "/user").validate(get("/user", take=10, skip=0))
+    created = http.post(
+        client.base + "/request",
+        json={"mediaType": "movie", "mediaId": 999, "userId": 1},
+        timeout=5,
+    )
+    assert created.status_code == 201
+    answer_validator(spec, "/request", "post", "201").validate(created.json())
+
+
 def test_api_base_accepts_both_forms() -> None:
     assert api_base("http://o:5055") == "http://o:5055/api/v1"
     assert api_base("http://o:5055/api/v1/") == "http://o:5055/api/v1"
