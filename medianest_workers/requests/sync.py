@@ -13,8 +13,10 @@ page that brings no request not seen before stops it (PaginationError).
 
 Per request: the requester is matched by `plex_id`, then email (an unknown one is a recorded
 skip); the title comes from the media details endpoint (only for rows we create; cached per
-tmdb id within the run, fetched concurrently before the page's transaction opens); the status
-from status_map.py; `completed_at` is set once the row becomes available.
+tmdb id within the run, fetched concurrently by one pool of the walk before the page's
+transaction opens); the status from status_map.py; `completed_at` is set once the row becomes
+available. While a page is written, the next one is read (only when the walk goes on: it
+never reads a page the walk would not). Local rows to adopt are found in one query per page.
 """
 
 from __future__ import annotations
