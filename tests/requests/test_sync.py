@@ -339,3 +339,24 @@ def test_resync_without_change_writes_no_row(
         assert report.unchanged == (300 if full else report.fetched)
         assert writes.total == 0, (full, writes)
     assert table_writes(engine) == before
+
+
+def test_environment_proxies_are_honoured_once_per_client(
+    fake: FakeOverseerr, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The client reads HTTP(S)_PROXY / NO_PROXY when it is built (not on every call)."""
+    fake.add_user(1, "a@example.org", 1)
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # the discard port: nothing answers
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    options = ClientOptions(retries=0, connect_timeout=1, read_timeout=1)
+    with (
+        OverseerrClient(fake.url, SecretStr(KEY), options) as proxied,
+        pytest.raises(errors.OverseerrUnavailableError),
+    ):
+        proxied.list_users(skip=0, take=10)
+    assert fake.calls == []  # the call went to the (absent) proxy, not to Overseerr
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    with OverseerrClient(fake.url, SecretStr(KEY), options) as direct:
+        monkeypatch.setenv("NO_PROXY", "")  # read once: a later change does not matter
+        assert direct.list_users(skip=0, take=10).page_info.results == 1
