@@ -179,7 +179,7 @@ def sync_requests(
     report = SyncReport()
     watermark = None if full else _load_watermark(connect)
     report.full = watermark is None
-    stop_before = None if watermark is None else watermark - options.overlap
+    stop_before = None if watermark is None else _minus(watermark, options.overlap)
     seen: set[int] = set()
     newest: dt.datetime | None = None
     announced_pages: int | None = None
@@ -289,6 +289,15 @@ def sync_one(client: OverseerrClient, connect: Callable[[], Connection], request
         write_requests(connect, parsed, titles, report)
     report.complete = True
     return {"overseerr_request_id": request_id, "found": True, **report.as_json()}
+
+
+def _minus(moment: dt.datetime, delta: dt.timedelta) -> dt.datetime:
+    """`moment - delta`, or the earliest datetime when that is before year 1 (a watermark
+    Overseerr dated 0001-01-01 is odd, not a reason to crash)."""
+    try:
+        return moment - delta
+    except OverflowError:
+        return moment.replace(year=1, month=1, day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
 def _all_older(items: Sequence[OverseerrRequest], stop_before: dt.datetime) -> bool:

@@ -21,18 +21,17 @@ from urllib.parse import parse_qs, urlsplit
 from hypothesis import strategies as st
 
 MAX_DEPTH = 6
-ODD_DATES = (
+#: Odd but parseable (the plausible pages use them so that requests reach the database).
+PARSEABLE_DATES = (
     "2020-09-12T10:00:27.000Z",
     "0001-01-01T00:00:00.000Z",
     "9999-12-31T23:59:59.999Z",
-    "2020-02-30T10:00:00.000Z",
+    "0001-01-01T00:00:00+14:00",
+    "9999-12-31T23:59:59-14:00",
     "2026-12-03T12:00:00+14:00",
     "1970-01-01",
-    "yesterday",
-    "",
 )
-#: Odd but parseable: the plausible pages use them so that requests reach the database.
-PARSEABLE_DATES = ODD_DATES[:6]
+ODD_DATES = (*PARSEABLE_DATES, "2020-02-30T10:00:00.000Z", "yesterday", "")
 ENDPOINTS = {
     "pages": ("/request", "get", "200"),
     "request": ("/request/{requestId}", "get", "200"),

@@ -5,8 +5,9 @@ fractional numbers, unknown statuses, odd dates, any text, fields present or not
 cycle. For each example the sync (full, then incremental), sync_one and a push of one pending
 row must end, within a bound, with a report (its skips recorded) or one of our clear errors:
 never another exception, never a hang. SPEC_EXAMPLES sets the number of examples (default
-120); two explicit ones reach the database, one with a NUL in its title (PostgreSQL text
-cannot hold it: a `title_unavailable` skip, not a crash).
+120); explicit ones reach the database: one with a NUL in its title (PostgreSQL text cannot
+hold it: a `title_unavailable` skip, not a crash), one dated 0001-01-01 (the watermark minus
+the overlap would be before year 1).
 """
 
 from __future__ import annotations
@@ -44,13 +45,14 @@ def _validator(name: str) -> OAS30Validator:
 VALIDATORS = {name: _validator(name) for name in ENDPOINTS}
 
 
-def _written_world(title: str) -> dict[str, Any]:
-    """A world whose one request reaches the database (its title as given)."""
+def _written_world(title: str, updated: str = "2020-09-12T10:00:27.000Z") -> dict[str, Any]:
+    """A world whose one request reaches the database (its title and date as given)."""
     user = {"id": 3, "email": "one@example.org", "createdAt": "", "updatedAt": "yesterday"}
     item = {
         "id": 11,
         "status": 2,
         "type": "movie",
+        "updatedAt": updated,
         "requestedBy": user,
         "media": {"tmdbId": 604, "status": 5, "mediaType": "movie"},
     }
@@ -145,6 +147,7 @@ def test_sync_and_push_end_cleanly_against_a_server_generated_from_the_spec(
     @given(world=worlds(SPEC))
     @example(world=_written_world("Dune"))
     @example(world=_written_world("Du\x00ne"))
+    @example(world=_written_world("Dune", updated="0001-01-01T00:00:00.000Z"))
     def run_example(world: dict[str, Any]) -> None:
         for name, validator in VALIDATORS.items():
             answers = world[name] if name == "pages" else [world[name]]
