@@ -134,7 +134,7 @@ class Settings(BaseSettings):
     #: The walk goes this far past the stored watermark (clock skew, same-second updates).
     overseerr_sync_overlap_seconds: int = Field(default=300, ge=0, le=86_400)
     #: Media details (titles) fetched at once by a sync.
-    overseerr_title_concurrency: int = Field(default=4, ge=1, le=16)
+    overseerr_title_concurrency: int = Field(default=8, ge=1, le=16)
     #: Webhooks for the same request within this window make one `requests.sync_one` job.
     overseerr_webhook_window_seconds: int = Field(default=30, ge=1, le=3600)
 

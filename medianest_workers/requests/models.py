@@ -25,7 +25,17 @@ def _naive_utc(value: dt.datetime | None) -> dt.datetime | None:
     if value is None:
         return None
     if value.tzinfo is not None:
-        value = value.astimezone(dt.UTC).replace(tzinfo=None)
+        try:
+            value = value.astimezone(dt.UTC).replace(tzinfo=None)
+        except OverflowError:  # 0001-01-01T00:00:00+14:00 is before year 1 in UTC
+            raise ValueError("date out of range in UTC") from None
+    return value
+
+
+def _no_nul(value: str | None) -> str | None:
+    """PostgreSQL text cannot hold NUL: such a string is refused here, naming its field."""
+    if value is not None and "\x00" in value:
+        raise ValueError("contains a NUL character")
     return value
 
 
@@ -46,6 +56,8 @@ class Requester(_Model):
     id: int
     email: str | None = None
     plex_id: int | None = Field(default=None, alias="plexId")
+
+    _text = field_validator("email")(_no_nul)
 
 
 class Media(_Model):
@@ -95,6 +107,8 @@ class MediaDetails(_Model):
     name: str | None = None
     media_info: Media | None = Field(default=None, alias="mediaInfo")
 
+    _text = field_validator("title", "name")(_no_nul)
+
     @property
     def display_title(self) -> str | None:
         text = (self.title or self.name or "").strip()
@@ -105,6 +119,8 @@ class OverseerrUser(_Model):
     id: int
     email: str | None = None
     plex_id: int | None = Field(default=None, alias="plexId")
+
+    _text = field_validator("email")(_no_nul)
 
 
 def first_error(exc: ValidationError) -> tuple[str, str]:

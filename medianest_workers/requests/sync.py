@@ -13,8 +13,10 @@ page that brings no request not seen before stops it (PaginationError).
 
 Per request: the requester is matched by `plex_id`, then email (an unknown one is a recorded
 skip); the title comes from the media details endpoint (only for rows we create; cached per
-tmdb id within the run, fetched concurrently before the page's transaction opens); the status
-from status_map.py; `completed_at` is set once the row becomes available.
+tmdb id within the run, fetched concurrently by one pool of the walk before the page's
+transaction opens); the status from status_map.py; `completed_at` is set once the row becomes
+available. While a page is written, the next one is read (only when the walk goes on: it
+never reads a page the walk would not). Local rows to adopt are found in one query per page.
 """
 
 from __future__ import annotations
@@ -23,11 +25,11 @@ import datetime as dt
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, or_, select, text, update
+from sqlalchemy import Connection, bindparam, func, or_, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from medianest_workers.db.locks import AdvisoryLock
@@ -35,7 +37,7 @@ from medianest_workers.db.models.medianest import MediaRequest, User
 from medianest_workers.db.models.requests import RequestSyncState
 from medianest_workers.requests import errors, status_map
 from medianest_workers.requests.client import SERVICE_NAME, OverseerrClient
-from medianest_workers.requests.models import OverseerrRequest, parse_request
+from medianest_workers.requests.models import OverseerrRequest, Page, parse_request
 from medianest_workers.timeutil import utcnow
 
 MEDIA_TYPES = ("movie", "tv")
@@ -87,7 +89,7 @@ class SyncOptions:
     page_size: int = 100
     max_pages: int = 1000
     overlap: dt.timedelta = dt.timedelta(minutes=5)
-    title_concurrency: int = 4
+    title_concurrency: int = 8
 
     @classmethod
     def from_settings(cls) -> SyncOptions:
@@ -116,12 +118,25 @@ class _Wanted:
 
 
 class TitleCache:
-    """Titles by (media type, tmdb id) for one run; fetched concurrently, misses remembered."""
+    """Titles by (media type, tmdb id) for one run; fetched concurrently (one pool of threads
+    for the run), misses remembered. Close it (or use it as a context manager)."""
 
     def __init__(self, client: OverseerrClient, concurrency: int) -> None:
         self._client = client
         self._concurrency = concurrency
         self._titles: dict[tuple[str, str], str | None] = {}
+        self._pool: ThreadPoolExecutor | None = None
+
+    def __enter__(self) -> TitleCache:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
 
     def get(self, media_type: str, tmdb_id: str) -> str | None:
         return self._titles.get((media_type, tmdb_id))
@@ -134,9 +149,10 @@ class TitleCache:
             for key in missing:
                 self._titles[key] = self._one(key)
             return
-        with ThreadPoolExecutor(self._concurrency, thread_name_prefix="mnw-titles") as pool:
-            for key, title in zip(missing, pool.map(self._one, missing), strict=True):
-                self._titles[key] = title
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self._concurrency, thread_name_prefix="mnw-titles")
+        for key, title in zip(missing, self._pool.map(self._one, missing), strict=True):
+            self._titles[key] = title
 
     def _one(self, key: tuple[str, str]) -> str | None:
         media_type, tmdb_id = key
@@ -163,66 +179,101 @@ def sync_requests(
     report = SyncReport()
     watermark = None if full else _load_watermark(connect)
     report.full = watermark is None
-    stop_before = None if watermark is None else watermark - options.overlap
-    titles = TitleCache(client, options.title_concurrency)
+    stop_before = None if watermark is None else _minus(watermark, options.overlap)
     seen: set[int] = set()
     newest: dt.datetime | None = None
     announced_pages: int | None = None
     announced_results = 0
     ceiling = utcnow() + CLOCK_SKEW
     page_number = 0
-    while True:
-        limit = options.max_pages
-        if announced_pages is not None:
-            limit = min(limit, announced_pages + 1)
-        if page_number >= limit:
-            raise errors.PaginationError(
-                f"GET /request: walked {page_number} pages (limit {limit}) without reaching"
-                f" the end; {report.fetched} requests read"
+    with (
+        TitleCache(client, options.title_concurrency) as titles,
+        ThreadPoolExecutor(1, thread_name_prefix="mnw-pages") as prefetch,
+    ):
+        next_page: Future[Page] | None = None
+        while True:
+            limit = options.max_pages
+            if announced_pages is not None:
+                limit = min(limit, announced_pages + 1)
+            if page_number >= limit:
+                raise errors.PaginationError(
+                    f"GET /request: walked {page_number} pages (limit {limit}) without reaching"
+                    f" the end; {report.fetched} requests read"
+                )
+            skip = page_number * options.page_size
+            if next_page is None:
+                page = client.list_requests(skip=skip, take=options.page_size)
+            else:
+                page, next_page = next_page.result(), None
+            if announced_pages is None:
+                announced_pages = page.page_info.pages
+                announced_results = page.page_info.results
+            parsed = _accept_page(
+                page,
+                page_number,
+                options=options,
+                report=report,
+                announced_results=announced_results,
+                seen=seen,
             )
-        page = client.list_requests(skip=page_number * options.page_size, take=options.page_size)
-        if announced_pages is None:
-            announced_pages = page.page_info.pages
-            announced_results = page.page_info.results
-        if len(page.results) > options.page_size:
-            raise errors.PaginationError(
-                f"GET /request: page {page_number + 1} holds {len(page.results)} results,"
-                f" {options.page_size} were asked"
+            page_number += 1
+            at_end = (
+                not page.results
+                or len(page.results) < options.page_size
+                or page_number >= announced_pages
             )
-        report.pages += 1
-        report.fetched += len(page.results)
-        if report.fetched > announced_results + options.page_size:
-            raise errors.PaginationError(
-                f"GET /request: {report.fetched} results read, pageInfo announced"
-                f" {announced_results}"
-            )
-        parsed = _parse_items(page.results, report)
-        ids = {item.id for item in parsed}
-        if page.results and ids and ids <= seen:
-            raise errors.PaginationError(
-                f"GET /request: page {page_number + 1} repeats requests already read"
-                " (the server ignores skip)"
-            )
-        seen |= ids
-        write_requests(connect, parsed, titles, report)
-        for item in parsed:
-            if item.updated_at is not None and item.updated_at <= ceiling:
-                newest = item.updated_at if newest is None else max(newest, item.updated_at)
-        if on_page is not None:
-            on_page(report)
-        page_number += 1
-        at_end = (
-            not page.results
-            or len(page.results) < options.page_size
-            or page_number >= announced_pages
-        )
-        passed = stop_before is not None and _all_older(parsed, stop_before)
-        if at_end or passed:
-            break
+            passed = stop_before is not None and _all_older(parsed, stop_before)
+            if not (at_end or passed) and page_number < min(limit, announced_pages + 1):
+                # The next page is read while this one is written (the walk goes on anyway).
+                next_page = prefetch.submit(
+                    client.list_requests,
+                    skip=page_number * options.page_size,
+                    take=options.page_size,
+                )
+            write_requests(connect, parsed, titles, report)
+            for item in parsed:
+                if item.updated_at is not None and item.updated_at <= ceiling:
+                    newest = item.updated_at if newest is None else max(newest, item.updated_at)
+            if on_page is not None:
+                on_page(report)
+            if at_end or passed:
+                break
     new_watermark = _store_watermark(connect, newest, old=watermark, full=report.full)
     report.complete = True
     report.watermark = new_watermark.isoformat() if new_watermark else None
     return report
+
+
+def _accept_page(
+    page: Page,
+    page_number: int,
+    *,
+    options: SyncOptions,
+    report: SyncReport,
+    announced_results: int,
+    seen: set[int],
+) -> list[OverseerrRequest]:
+    """The page's requests, counted; PaginationError when the walk is abused."""
+    if len(page.results) > options.page_size:
+        raise errors.PaginationError(
+            f"GET /request: page {page_number + 1} holds {len(page.results)} results,"
+            f" {options.page_size} were asked"
+        )
+    report.pages += 1
+    report.fetched += len(page.results)
+    if report.fetched > announced_results + options.page_size:
+        raise errors.PaginationError(
+            f"GET /request: {report.fetched} results read, pageInfo announced {announced_results}"
+        )
+    parsed = _parse_items(page.results, report)
+    ids = {item.id for item in parsed}
+    if page.results and ids and ids <= seen:
+        raise errors.PaginationError(
+            f"GET /request: page {page_number + 1} repeats requests already read"
+            " (the server ignores skip)"
+        )
+    seen |= ids
+    return parsed
 
 
 def sync_one(client: OverseerrClient, connect: Callable[[], Connection], request_id: int) -> dict:
@@ -234,10 +285,19 @@ def sync_one(client: OverseerrClient, connect: Callable[[], Connection], request
         return {"overseerr_request_id": request_id, "found": False, **report.as_json()}
     report.fetched = 1
     parsed = _parse_items([raw], report)
-    titles = TitleCache(client, 1)
-    write_requests(connect, parsed, titles, report)
+    with TitleCache(client, 1) as titles:
+        write_requests(connect, parsed, titles, report)
     report.complete = True
     return {"overseerr_request_id": request_id, "found": True, **report.as_json()}
+
+
+def _minus(moment: dt.datetime, delta: dt.timedelta) -> dt.datetime:
+    """`moment - delta`, or the earliest datetime when that is before year 1 (a watermark
+    Overseerr dated 0001-01-01 is odd, not a reason to crash)."""
+    try:
+        return moment - delta
+    except OverflowError:
+        return moment.replace(year=1, month=1, day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
 def _all_older(items: Sequence[OverseerrRequest], stop_before: dt.datetime) -> bool:
@@ -318,6 +378,14 @@ def _write_page(
         )
     }
     users = _match_users(connection, [w.request for w in by_id.values()])
+    adoptable = _adoptable(
+        connection,
+        [
+            (key, entry, users[entry.request.id])
+            for key, entry in by_id.items()
+            if key not in existing and entry.request.id in users
+        ],
+    )
     now = utcnow()
     inserts: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
@@ -326,7 +394,7 @@ def _write_page(
         user_id = users.get(item.id)
         row = existing.get(key)
         if row is None:
-            row = _adoptable(connection, entry, user_id)
+            row = adoptable.get(key)
             if row is not None:
                 report.adopted += 1
         completed_at = _completed_at(entry, row.completed_at if row is not None else None, now)
@@ -394,24 +462,35 @@ def _requester_hint(item: OverseerrRequest) -> str:
     return f"overseerr user {who.id}"
 
 
-def _adoptable(connection: Connection, entry: _Wanted, user_id: str | None) -> Any:
-    """A local row for the same media and requester that has no overseerr_id yet (the
-    backend's, or one a push submitted but did not link before it died)."""
-    if user_id is None:
-        return None
+def _adoptable(
+    connection: Connection, entries: Sequence[tuple[str, _Wanted, str]]
+) -> dict[str, Any]:
+    """For new requests (overseerr id, request, matched user id): a local row for the same
+    media and requester that has no overseerr_id yet (the backend's, or one a push submitted
+    but did not link before it died), oldest first, each row to one request only. One query
+    for the page, its rows locked."""
+    if not entries:
+        return {}
     table = MediaRequest.__table__
-    return connection.execute(
+    wanted = sorted({(user_id, entry.tmdb_id, entry.media_type) for _, entry, user_id in entries})
+    rows = connection.execute(
         select(table)
         .where(
             table.c.overseerr_id.is_(None),
-            table.c.user_id == user_id,
-            table.c.tmdb_id == entry.tmdb_id,
-            table.c.media_type == entry.media_type,
+            tuple_(table.c.user_id, table.c.tmdb_id, table.c.media_type).in_(wanted),
         )
-        .order_by(table.c.created_at)
-        .limit(1)
+        .order_by(table.c.created_at, table.c.id)
         .with_for_update()
-    ).first()
+    ).all()
+    free: dict[tuple[str, str | None, str], list[Any]] = {}
+    for row in rows:
+        free.setdefault((row.user_id, row.tmdb_id, row.media_type), []).append(row)
+    adopted: dict[str, Any] = {}
+    for key, entry, user_id in entries:
+        queue = free.get((user_id, entry.tmdb_id, entry.media_type))
+        if queue:
+            adopted[key] = queue.pop(0)
+    return adopted
 
 
 def _match_users(connection: Connection, items: Sequence[OverseerrRequest]) -> dict[int, str]:

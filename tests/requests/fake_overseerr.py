@@ -1,13 +1,16 @@
 """A loopback fake Overseerr (`/api/v1`, X-Api-Key) for the tests and the benchmark.
 
 Serves GET /request (sort=modified, newest first, take/skip), GET /request/{id},
-GET /movie/{id} and /tv/{id} (title, mediaInfo.requests), GET /user, POST /request.
-`fault` scripts a misbehaviour of GET /request. Bodies follow overseerr-api.yml.
+GET /movie/{id} and /tv/{id} (title, mediaInfo.requests), GET /user, POST /request (409
+like Overseerr when a live request holds the media). `fault` scripts a misbehaviour of
+GET /request, `stale_details` details that do not list requests yet, `post_hold` a POST
+whose answer waits. Bodies follow overseerr-api.yml and seerr-api.yml (tests check both).
 """
 
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -26,7 +29,11 @@ class FakeOverseerr:
         self.requests: dict[int, dict[str, Any]] = {}
         self.users: dict[int, dict[str, Any]] = {}
         self.titles: dict[tuple[str, int], str] = {}
+        #: Request ids by (media type, tmdb id), for the media details' mediaInfo.requests.
+        self.by_media: dict[tuple[str, int], set[int]] = {}
         self.fault: str | None = None
+        #: GET /movie|tv/{id} leaves mediaInfo.requests out this many more times (a stale cache).
+        self.stale_details = 0
         self.calls: list[str] = []
         self.post_hold = threading.Event()
         self.post_hold.set()
@@ -39,6 +46,12 @@ class FakeOverseerr:
 
             def log_message(self, *_args: Any) -> None:
                 pass
+
+            def setup(self) -> None:
+                super().setup()
+                # Headers and body are two writes: without this, Nagle holds the second
+                # until the client's delayed ACK (40 ms a call on loopback).
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
             def do_GET(self) -> None:
                 fake.handle(self, "GET")
@@ -105,7 +118,11 @@ class FakeOverseerr:
                 "updatedAt": stamp,
             },
         }
+        old = self.requests.get(rid)
+        if old is not None:
+            self.by_media.get((old["type"], old["media"]["tmdbId"]), set()).discard(rid)
         self.requests[rid] = item
+        self.by_media.setdefault((media_type, tmdb), set()).add(rid)
         self.titles[(media_type, tmdb)] = title or f"Title {media_type} {tmdb}"
         return item
 
@@ -133,12 +150,16 @@ class FakeOverseerr:
             title = self.titles.get((media_type, int(tmdb)))
             if title is None:
                 return self.send(handler, 404, {"message": "not found"})
+            candidates = sorted(self.by_media.get((media_type, int(tmdb)), ()))
             requests = [
                 r
-                for r in self.requests.values()
+                for r in (self.requests[rid] for rid in candidates if rid in self.requests)
                 if r["media"]["tmdbId"] == int(tmdb) and r["media"]["mediaType"] == media_type
             ]
             key = "title" if media_type == "movie" else "name"
+            if self.stale_details > 0:
+                self.stale_details -= 1
+                requests = []
             info = {"id": int(tmdb), "tmdbId": int(tmdb), "status": 2, "requests": requests}
             return self.send(handler, 200, {"id": int(tmdb), key: title, "mediaInfo": info})
         if method == "GET" and path == "/user":
@@ -148,6 +169,10 @@ class FakeOverseerr:
         if method == "POST" and path == "/request":
             data = json.loads(body)
             with self.lock:
+                if self.duplicate(data["mediaType"], data["mediaId"]):
+                    # Overseerr's DuplicateMediaRequestError: one live request per media.
+                    message = "Request for this media already exists."
+                    return self.send(handler, 409, {"message": message})
                 rid = max(self.requests, default=0) + 1
                 item = self.add_request(
                     rid,
@@ -162,6 +187,13 @@ class FakeOverseerr:
             self.post_hold.wait(30)
             return self.send(handler, 201, item)
         return self.send(handler, 404, {"message": "no route"})
+
+    def duplicate(self, media_type: str, tmdb: int) -> bool:
+        """Whether a request that is not declined (3) holds this media already."""
+        return any(
+            self.requests[rid]["status"] != 3 and not self.requests[rid]["is4k"]
+            for rid in self.by_media.get((media_type, int(tmdb)), ())
+        )
 
     @staticmethod
     def page(items: list[Any], take: int, skip: int) -> dict[str, Any]:

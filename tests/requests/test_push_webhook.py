@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+import redis
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from sqlalchemy import Engine, text
 
+from medianest_workers.platform.enqueue import enqueue
+from medianest_workers.platform.rescuer import rescue_round
 from medianest_workers.requests import errors
 from medianest_workers.requests.client import ClientOptions, OverseerrClient
 from medianest_workers.requests.push import push_pending
 from medianest_workers.settings import reset_settings_cache
+from tests.helpers import wait_for
+from tests.platform.conftest import WORKER_ENV, Worker, job_row, wait_terminal
 from tests.requests.fake_overseerr import KEY, FakeOverseerr
 
 
@@ -76,6 +84,124 @@ def test_lost_answer_is_found_again_not_resubmitted(
     assert again.created == 0 and again.linked_existing == 1
     assert len(fake.requests) == 1
     assert overseerr_id(engine) == str(next(iter(fake.requests)))
+
+
+@pytest.fixture
+def workers(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    fake: FakeOverseerr,
+    redis_server_url: str,
+    redis_prefix: str,
+) -> Iterator[list[Worker]]:
+    """Real Celery workers (started by the test) pointed at the fake; stopped, keys removed."""
+    for name, value in {
+        **WORKER_ENV,
+        "OVERSEERR_URL": fake.url,
+        "OVERSEERR_API_KEY": KEY,
+    }.items():
+        monkeypatch.setenv(name, value)
+    reset_settings_cache()
+    started: list[Worker] = []
+    try:
+        yield started
+    finally:
+        for worker in started:
+            worker.stop()
+        monkeypatch.undo()
+        reset_settings_cache()
+        client = redis.Redis.from_url(redis_server_url)
+        try:
+            keys = list(client.scan_iter(match=f"{redis_prefix}*", count=1000))
+            if keys:
+                client.delete(*keys)
+        finally:
+            client.close()
+
+
+def test_worker_killed_between_overseerrs_answer_and_our_commit_makes_one_request(
+    engine: Engine,
+    session_factory: object,
+    fake: FakeOverseerr,
+    workers: list[Worker],
+    tmp_path: Path,
+) -> None:
+    """A real worker is SIGKILLed while Overseerr holds its POST /request (the request is
+    created, its answer not yet sent); the rescued job links that request, creates no other."""
+    local_pending(engine)
+    fake.add_user(7, "one@example.org", 1001)
+    fake.titles[("movie", 438631)] = "Dune"
+    fake.post_hold.clear()
+    workers.append(Worker("media", 1, tmp_path / "first.log", {}))
+    job = enqueue("requests.push", {})
+    wait_for(fake.posted.is_set, timeout=60, what="the worker's POST /request")
+    os.killpg(workers[0].process.pid, signal.SIGKILL)  # the worker and its child, mid-POST
+    workers[0].process.wait(timeout=10)
+    assert len(fake.requests) == 1 and overseerr_id(engine) is None
+    with engine.connect() as connection:
+        assert connection.scalar(text("SELECT state FROM mnw_request_pushes")) == "submitting"
+    assert job_row(engine, job.job_id)["state"] == "running"
+    fake.post_hold.set()  # the held answer goes to a dead socket
+
+    workers.append(Worker("media", 1, tmp_path / "second.log", {}))
+    wait_for(
+        lambda: (
+            job.job_id in rescue_round().requeued_running
+            or job_row(engine, job.job_id)["state"] != "running"
+        ),
+        timeout=30,
+        what="the rescuer to requeue the lost job",
+        interval=0.5,
+    )
+    row = wait_terminal(engine, job.job_id, timeout=60)
+    assert row["state"] == "succeeded", workers[1].log()
+    assert row["attempts"] == 2
+    assert row["result"]["created"] == 0 and row["result"]["linked_existing"] == 1
+    assert len(fake.requests) == 1
+    assert [call for call in fake.calls if call == "POST /request"] == ["POST /request"]
+    assert overseerr_id(engine) == str(next(iter(fake.requests)))
+    with engine.connect() as connection:
+        push = connection.execute(text("SELECT * FROM mnw_request_pushes")).mappings().one()
+    assert push["state"] == "linked" and push["attempts"] == 2
+
+
+def test_409_for_another_requesters_request_is_a_skip_and_creates_nothing(
+    engine: Engine, session_factory: object, fake: FakeOverseerr
+) -> None:
+    """Overseerr answers 409 (one live request per media; its spec lists no body, it sends
+    {"message"}): the media is requested by someone else, so nothing is linked or created."""
+    local_pending(engine)
+    fake.add_user(7, "one@example.org", 1001)
+    fake.add_user(8, "other@example.org", 2002)
+    fake.add_request(1, user=8, tmdb=438631, status=1, title="Dune")
+    with OverseerrClient(fake.url, SecretStr(KEY)) as client:
+        report = push_pending(client, engine.connect)
+    assert report.skipped == {"conflict_other_requester": 1}
+    assert report.created == report.linked_existing == 0
+    assert list(fake.requests) == [1] and overseerr_id(engine) is None
+    assert fake.calls.count("POST /request") == 1
+    with engine.connect() as connection:
+        push = connection.execute(text("SELECT * FROM mnw_request_pushes")).mappings().one()
+    assert push["state"] == "skipped" and "409" in push["last_error"]
+
+
+def test_409_for_this_requesters_request_links_it(
+    engine: Engine, session_factory: object, fake: FakeOverseerr
+) -> None:
+    """The requester's request exists but the first lookup missed it (stale details): the
+    POST's 409 makes the push look again and link it, never create a second one."""
+    local_pending(engine)
+    fake.add_user(7, "one@example.org", 1001)
+    fake.add_request(4, user=7, tmdb=438631, status=2, media_status=3, title="Dune")
+    fake.stale_details = 1
+    with OverseerrClient(fake.url, SecretStr(KEY)) as client:
+        report = push_pending(client, engine.connect)
+    assert report.linked_existing == 1 and report.created == 0
+    assert fake.calls.count("POST /request") == 1 and list(fake.requests) == [4]
+    assert overseerr_id(engine) == "4"
+    with engine.connect() as connection:
+        status = connection.scalar(text("SELECT status FROM media_requests WHERE id = 'r1'"))
+    assert status == "processing"
 
 
 def test_requester_missing_in_overseerr_is_a_skip(

@@ -13,10 +13,12 @@ from openapi_schema_validator import OAS30Validator
 from pydantic import SecretStr
 from sqlalchemy import Engine, text
 
+from medianest_workers.db.session import reset_engine
 from medianest_workers.requests import errors, status_map
 from medianest_workers.requests.client import ClientOptions, OverseerrClient, api_base
 from medianest_workers.requests.sync import SyncOptions, sync_one, sync_requests
 from tests.requests.fake_overseerr import KEY, FakeOverseerr
+from tests.requests.write_counter import XactWrites, table_writes
 
 SPEC = yaml.safe_load((Path(__file__).parents[1] / "contracts" / "overseerr-api.yml").read_text())
 
@@ -73,6 +75,59 @@ def n_tup(engine: Engine) -> tuple[int, int]:
                 " WHERE relname = 'media_requests'"
             )
         ).one()
+
+
+CONTRACTS = Path(__file__).parents[1] / "contracts"
+SPECS = {
+    name: yaml.safe_load((CONTRACTS / name).read_text())
+    for name in ("overseerr-api.yml", "seerr-api.yml")
+}
+
+
+def answer_validator(
+    spec: dict, path: str, method: str = "get", status: str = "200"
+) -> OAS30Validator:
+    answer = spec["paths"][path][method]["responses"][status]["content"]["application/json"]
+    return OAS30Validator({**answer["schema"], "components": spec["components"]})
+
+
+@pytest.mark.parametrize("spec_name", sorted(SPECS))
+def test_fake_answers_validate_against_both_specs(
+    fake: FakeOverseerr, client: OverseerrClient, spec_name: str
+) -> None:
+    """Each endpoint's answer, as the fake sends it over HTTP, against Overseerr's and Seerr's
+    specs (request and media statuses of both, Seerr's 5 completed and 6/7 media included)."""
+    spec = SPECS[spec_name]
+    fake.add_user(1, "a@example.org", 1)
+    fake.add_user(2, "b@example.org", None)
+    for rid, (status, media_status) in enumerate(
+        [(1, 2), (2, 3), (3, 1), (4, 5), (5, 5), (2, 6), (2, 7)], 1
+    ):
+        fake.add_request(
+            rid, user=rid % 2 + 1, tmdb=100 + rid, status=status, media_status=media_status
+        )
+    fake.add_request(8, user=1, tmdb=200, media_type="tv")
+    http = client._http  # the client's own session: its key, its base
+
+    def get(path: str, **params: object) -> object:
+        answer = http.get(client.base + path, params=params, timeout=5)
+        assert answer.status_code == 200, (path, answer.status_code)
+        return answer.json()
+
+    answer_validator(spec, "/request").validate(get("/request", take=5, skip=0, sort="modified"))
+    one = answer_validator(spec, "/request/{requestId}")
+    one.validate(get("/request/5"))
+    assert not one.is_valid({"id": "abc", "status": 2})  # the validator does check
+    answer_validator(spec, "/movie/{movieId}").validate(get("/movie/101"))
+    answer_validator(spec, "/tv/{tvId}").validate(get("/tv/200"))
+    answer_validator(spec, "/user").validate(get("/user", take=10, skip=0))
+    created = http.post(
+        client.base + "/request",
+        json={"mediaType": "movie", "mediaId": 999, "userId": 1},
+        timeout=5,
+    )
+    assert created.status_code == 201
+    answer_validator(spec, "/request", "post", "201").validate(created.json())
 
 
 def test_api_base_accepts_both_forms() -> None:
@@ -254,3 +309,54 @@ def test_wrong_types_are_skips_naming_the_field(
     assert report.skipped["invalid_item"] == 3
     details = " ".join(example["detail"] for example in report.skip_examples)
     assert "id" in details and "media.tmdbId" in details and "updatedAt" in details
+
+
+def test_resync_without_change_writes_no_row(
+    engine: Engine, session_factory: object, fake: FakeOverseerr, client: OverseerrClient
+) -> None:
+    """Incremental and full re-syncs of 300 unchanged requests: 0 rows inserted or updated,
+    counted per transaction (pg_stat_xact_user_tables) and in the table's statistics."""
+    reset_engine()  # no other backend of this database may hold unflushed counts
+    add_users(engine, fake)
+    for rid in range(1, 301):
+        fake.add_request(
+            rid,
+            user=1 if rid % 2 else 2,
+            tmdb=5000 + rid,
+            media_type="movie" if rid % 3 else "tv",
+            status=(1, 2, 3, 4, 5)[rid % 5],
+            media_status=rid % 7 + 1,
+        )
+    options = SyncOptions(page_size=50, title_concurrency=4)
+    with XactWrites(engine) as first:
+        created = sync_requests(client, engine.connect, options=options)
+    assert created.created == 300 and first.inserted == 300 and first.updated == 0
+    before = table_writes(engine)
+    for full in (False, True, True):
+        with XactWrites(engine) as writes:
+            report = sync_requests(client, engine.connect, full=full, options=options)
+        assert report.complete and report.created == report.updated == report.adopted == 0
+        assert report.unchanged == (300 if full else report.fetched)
+        assert writes.total == 0, (full, writes)
+    assert table_writes(engine) == before
+
+
+def test_environment_proxies_are_honoured_once_per_client(
+    fake: FakeOverseerr, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The client reads HTTP(S)_PROXY / NO_PROXY when it is built (not on every call)."""
+    fake.add_user(1, "a@example.org", 1)
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # the discard port: nothing answers
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    options = ClientOptions(retries=0, connect_timeout=1, read_timeout=1)
+    with (
+        OverseerrClient(fake.url, SecretStr(KEY), options) as proxied,
+        pytest.raises(errors.OverseerrUnavailableError),
+    ):
+        proxied.list_users(skip=0, take=10)
+    assert fake.calls == []  # the call went to the (absent) proxy, not to Overseerr
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    with OverseerrClient(fake.url, SecretStr(KEY), options) as direct:
+        monkeypatch.setenv("NO_PROXY", "")  # read once: a later change does not matter
+        assert direct.list_users(skip=0, take=10).page_info.results == 1
