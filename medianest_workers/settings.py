@@ -137,6 +137,9 @@ class Settings(BaseSettings):
     overseerr_title_concurrency: int = Field(default=8, ge=1, le=16)
     #: Webhooks for the same request within this window make one `requests.sync_one` job.
     overseerr_webhook_window_seconds: int = Field(default=30, ge=1, le=3600)
+    #: A pending row the push skipped (requester not in Overseerr, another requester's request
+    #: for the media, bad tmdb id) is tried again after this long, not at every push.
+    overseerr_push_skip_retry_seconds: int = Field(default=3600, ge=60, le=30 * 86_400)
 
     # Downloads (tests/contracts/medianest-interop.md section 4).
     download_root: Path = Path("/var/lib/medianest/downloads")

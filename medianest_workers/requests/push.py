@@ -13,11 +13,14 @@ commit:
    one transaction. The pull sync adopts such a row the same way if it sees the request first.
 
 The requester is found in Overseerr by plex id, then email (`GET /user`); one who is not
-there is a recorded skip, never a request made in the API key owner's name.
+there is a recorded skip, never a request made in the API key owner's name. A skipped row is
+tried again only after OVERSEERR_PUSH_SKIP_RETRY_SECONDS (the requester may be imported
+meanwhile), so skipped rows neither POST at every run nor take the places of new ones.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -102,6 +105,7 @@ def push_pending(
     connect: Callable[[], Connection],
     *,
     limit: int = 100,
+    skip_retry_seconds: float = 3600.0,
     on_row: Callable[[PushReport], None] | None = None,
 ) -> PushReport:
     """Submit up to `limit` pending local rows (oldest first); see the module docstring."""
@@ -115,7 +119,9 @@ def push_pending(
             report.busy = True
             return report
         try:
-            _push_rows(client, connect, limit, report, on_row)
+            _push_rows(
+                client, connect, limit, report, skip_retry_seconds=skip_retry_seconds, on_row=on_row
+            )
         finally:
             lock_connection.execute(
                 text("SELECT pg_advisory_unlock(:key)"), {"key": int(AdvisoryLock.REQUESTS_PUSH)}
@@ -129,14 +135,31 @@ def _push_rows(
     connect: Callable[[], Connection],
     limit: int,
     report: PushReport,
+    *,
+    skip_retry_seconds: float,
     on_row: Callable[[PushReport], None] | None,
 ) -> None:
     table = MediaRequest.__table__
+    pushes = RequestPush.__table__
+    retry_before = utcnow() - dt.timedelta(seconds=skip_retry_seconds)
+    recently_skipped = (
+        select(pushes.c.media_request_id)
+        .where(
+            pushes.c.media_request_id == table.c.id,
+            pushes.c.state == "skipped",
+            pushes.c.updated_at > retry_before,
+        )
+        .exists()
+    )
     with connect() as connection:
         rows = connection.execute(
             select(table, User.plex_id, User.email)
             .join(User, User.id == table.c.user_id)
-            .where(table.c.status == status_map.PENDING, table.c.overseerr_id.is_(None))
+            .where(
+                table.c.status == status_map.PENDING,
+                table.c.overseerr_id.is_(None),
+                ~recently_skipped,
+            )
             .order_by(table.c.created_at, table.c.id)
             .limit(limit)
         ).all()

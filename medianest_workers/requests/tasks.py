@@ -20,6 +20,7 @@ from medianest_workers.platform.queues import Queue
 from medianest_workers.platform.registry import EmptyPayload, RetryPolicy
 from medianest_workers.requests import push, sync
 from medianest_workers.requests.client import client_from_config
+from medianest_workers.settings import get_settings
 
 PROGRESS_INTERVAL_SECONDS = 1.0
 
@@ -100,4 +101,9 @@ def push_requests(ctx: JobContext, payload: EmptyPayload) -> dict[str, Any]:
         ctx.check_cancelled()
 
     with client_from_config() as client:
-        return push.push_pending(client, get_engine().connect, on_row=progress).as_json()
+        return push.push_pending(
+            client,
+            get_engine().connect,
+            skip_retry_seconds=get_settings().overseerr_push_skip_retry_seconds,
+            on_row=progress,
+        ).as_json()

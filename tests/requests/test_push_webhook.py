@@ -214,6 +214,42 @@ def test_requester_missing_in_overseerr_is_a_skip(
     assert fake.requests == {}
 
 
+def test_a_skipped_row_waits_its_retry_and_never_blocks_new_ones(
+    engine: Engine, session_factory: object, fake: FakeOverseerr
+) -> None:
+    """A skip is not retried at every push (no POST storm for a 409), and skipped rows do not
+    fill the push's `limit`: a newer pending row behind them is still submitted."""
+    local_pending(engine)  # r1: its requester is not in Overseerr yet
+    with OverseerrClient(fake.url, SecretStr(KEY)) as client:
+        first = push_pending(client, engine.connect, limit=1)
+        assert first.skipped == {"requester_not_in_overseerr": 1}
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO users (id, email, plex_id)"
+                    " VALUES ('u2', 'two@example.org', '2002');"
+                    " INSERT INTO media_requests (id, user_id, title, media_type, tmdb_id)"
+                    " VALUES ('r2', 'u2', 'Arrival', 'movie', '329865')"
+                )
+            )
+        fake.add_user(8, "two@example.org", 2002)
+        fake.add_user(7, "one@example.org", 1001)  # r1's requester arrives meanwhile
+        second = push_pending(client, engine.connect, limit=1)
+        assert (second.candidates, second.created) == (1, 1)  # r2, not r1 again
+        assert push_pending(client, engine.connect, limit=1).candidates == 0
+        with engine.begin() as connection:  # the retry time of r1's skip passes
+            connection.execute(
+                text(
+                    "UPDATE mnw_request_pushes SET updated_at = updated_at - interval '2 hours'"
+                    " WHERE media_request_id = 'r1'"
+                )
+            )
+        third = push_pending(client, engine.connect, limit=1)
+    assert (third.candidates, third.created) == (1, 1)
+    assert overseerr_id(engine) is not None
+    assert fake.calls.count("POST /request") == 2
+
+
 @pytest.fixture
 def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
     from medianest_workers.api.app import create_app  # noqa: PLC0415
