@@ -26,6 +26,7 @@ from medianest_workers.platform.errors import (
     PayloadInvalidError,
     UnknownJobKindError,
 )
+from medianest_workers.platform.queues import Queue
 from medianest_workers.platform.registry import JobSpec, find_spec
 
 log = logging.getLogger(__name__)
@@ -245,7 +246,7 @@ def publish(messages: Sequence[tuple[str, str, str, str]], app: Celery | None = 
                     kind,
                     task_id=job_id,
                     queue=queue,
-                    routing_key=queue,
+                    routing_key=Queue(queue).routing_key,
                     headers={correlation.HEADER: cid},
                     producer=producer,
                 )

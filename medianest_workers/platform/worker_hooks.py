@@ -1,5 +1,8 @@
 """What a worker does around its jobs: refuse bounds that cannot hold, a fresh engine per child.
 
+At start it refuses job kinds whose time limits outlast the visibility timeout, and pools
+that could open more database connections than the server allows (connection_budget.py).
+
 Connected by importing `platform.jobs` (every job module does), so only processes that run
 jobs carry them; Celery imports the job modules before it sends `worker_init`.
 """
@@ -10,7 +13,8 @@ from typing import Any
 
 from celery import signals
 
-from medianest_workers.db.session import dispose_engine_after_fork
+from medianest_workers.db.session import build_engine, dispose_engine_after_fork
+from medianest_workers.platform.connection_budget import check_budget
 from medianest_workers.platform.errors import TimeBoundsError
 from medianest_workers.platform.registry import all_specs, check_time_bounds
 from medianest_workers.settings import get_settings
@@ -22,6 +26,21 @@ def _check_bounds(**_: Any) -> None:
     problems = check_time_bounds(get_settings().visibility_timeout_seconds, all_specs())
     if problems:
         raise TimeBoundsError("; ".join(problems))
+
+
+def check_connection_budget(*, processes: int) -> None:
+    """A worker of `processes` processes must fit the database's connections.
+
+    Called by `medianest-workers worker` before the worker starts (an exception raised in a
+    Celery signal handler is only logged): ConnectionBudgetError, one line, otherwise.
+    """
+    settings = get_settings()
+    engine = build_engine(settings, application_name="medianest-workers-budget-check")
+    try:
+        with engine.connect() as connection:
+            check_budget(connection, settings, processes=processes)
+    finally:
+        engine.dispose()
 
 
 @signals.worker_process_init.connect

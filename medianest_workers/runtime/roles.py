@@ -72,6 +72,9 @@ def run_worker(queues: Sequence[str], concurrency: int, pool: str) -> int:
     from celery.utils.nodenames import default_nodename, host_format  # noqa: PLC0415
 
     app = _celery_app(database=True)
+    from medianest_workers.platform.worker_hooks import check_connection_budget  # noqa: PLC0415
+
+    check_connection_budget(processes=concurrency if pool == "prefork" else 1)
     worker = app.Worker(
         hostname=host_format(default_nodename(f"mnw-{'-'.join(queues)}@%h")),
         queues=list(queues),
