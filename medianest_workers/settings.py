@@ -106,6 +106,9 @@ class Settings(BaseSettings):
     #: How many tasks Flower keeps in memory (its own default, 100,000, costs memory).
     flower_max_tasks: int = Field(default=10_000, ge=1)
     flower_port: int = Field(default=5555, ge=0, le=65535)
+    #: Flower forgets a worker offline for this long (`--purge_offline_workers`), so that a
+    #: replaced container's old node does not stay listed (nor its metrics exported).
+    flower_purge_offline_workers_seconds: int = Field(default=600, ge=1)
 
     # Network peers.
     http_timeout_seconds: float = Field(default=10.0, gt=0)

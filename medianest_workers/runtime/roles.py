@@ -125,6 +125,7 @@ def run_flower(*, address: str | None = None, port: int | None = None) -> int:
                 f"--port={settings.flower_port if port is None else port}",
                 f"--basic-auth={user}:{password}",  # in memory only: never on a command line
                 f"--max_tasks={settings.flower_max_tasks}",
+                f"--purge_offline_workers={settings.flower_purge_offline_workers_seconds}",
             ]
         )
     )
