@@ -16,9 +16,7 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,6 +31,7 @@ from medianest_workers.api.app import create_app
 from medianest_workers.platform.registry import load_job_modules
 from tests.conftest import truncate_all
 from tests.helpers import free_port, wait_for
+from tests.ops.conftest import answers, stop
 from tests.ops.promql import exported_families, exported_names, metric_names
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -171,29 +170,8 @@ def test_rules_and_dashboard_use_only_names_our_metrics_export(populated_databas
     assert not not_shown, f"families on /metrics that no dashboard panel shows: {not_shown}"
 
 
-@pytest.fixture
-def flower_url(tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    log = (tmp_path / "flower.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "medianest_workers.runtime.cli", "flower", "--port", str(port)],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT), "FLOWER_PASSWORD": "test-flower-pass"},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: _answers(f"{url}/healthcheck", process), timeout=60, what="Flower")
-        yield url
-    finally:
-        _stop(process)
-        log.close()
-
-
-def test_rules_and_dashboard_use_only_names_flower_exports(flower_url: str) -> None:
-    scrape = httpx.get(f"{flower_url}/metrics", timeout=10)
+def test_rules_and_dashboard_use_only_names_flower_exports(start_flower) -> None:  # type: ignore[no-untyped-def]
+    scrape = httpx.get(f"{start_flower().url}/metrics", timeout=10)
     assert scrape.status_code == 200
     _assert_exported("flower", scrape.text)
 
@@ -212,10 +190,10 @@ def _scrape_exporter(argv: list[str], port: int, env: dict[str, str], log_path: 
         )
     try:
         url = f"http://127.0.0.1:{port}/metrics"
-        wait_for(lambda: _answers(url, process), timeout=30, what=argv[0])
+        wait_for(lambda: answers(url, process), timeout=30, what=argv[0])
         return httpx.get(url, timeout=30).text
     finally:
-        _stop(process)
+        stop(process)
 
 
 def test_rules_and_dashboard_use_only_names_postgres_exporter_exports(
@@ -250,25 +228,6 @@ def test_rules_and_dashboard_use_only_names_redis_exporter_exports(
     )
     assert re.search(r"^redis_up 1", exposition, re.MULTILINE), exposition[-2000:]
     _assert_exported("redis", exposition)
-
-
-def _answers(url: str, process: subprocess.Popen[bytes]) -> bool:
-    if process.poll() is not None:
-        raise AssertionError(f"{process.args} exited with {process.returncode}")
-    try:
-        return httpx.get(url, timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
 
 
 # --- the slowest statements panel: its SQL runs on the real schema -------------------------
