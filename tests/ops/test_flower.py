@@ -192,6 +192,7 @@ def test_flower_screenshot_of_the_dashboard(
     worker: Callable[[], None],
     tmp_path: Path,
 ) -> None:
+    """The tasks page once every family's job ended (the PNG is left in tmp_path)."""
     chromium = next(
         (
             path
@@ -205,7 +206,16 @@ def test_flower_screenshot_of_the_dashboard(
     load_job_modules()
     flower = start_flower()
     worker()
-    enqueue("platform.noop", {})
+    handles = [enqueue(kind, payload) for kind, payload, _state, _task_state in JOBS]
+
+    def all_ended() -> bool:
+        tasks = flower.get("/api/tasks").json()
+        return all(
+            tasks.get(handle.job_id, {}).get("state") in ("SUCCESS", "FAILURE")
+            for handle in handles
+        )
+
+    wait_for(all_ended, timeout=90, what="Flower to show every task ended")
     output = tmp_path / "flower.png"
     result = subprocess.run(
         [
