@@ -11,6 +11,7 @@ and the CLI import this module, which loads no job module, SQLAlchemy or model.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from celery import Celery
@@ -28,6 +29,20 @@ from medianest_workers.settings import AMQP_SCHEMES, Settings, get_settings
 def is_amqp(url: str) -> bool:
     """Whether a broker URL names RabbitMQ (AMQP) rather than Redis."""
     return url.split("://", 1)[0] in AMQP_SCHEMES
+
+
+def retry_countdown(seconds: float, settings: Settings | None = None) -> float:
+    """The countdown to re-publish a message with, `seconds` wanted.
+
+    On RabbitMQ, a countdown on a quorum queue goes through kombu's native delayed delivery,
+    which counts whole seconds and refuses less than one (kombu raises, Celery rejects the
+    retry's message and the job waits for the rescuer): rounded up to a whole second >= 1
+    there. Unchanged on Redis.
+    """
+    settings = settings or get_settings()
+    if is_amqp(settings.require_broker_url()):
+        return float(max(1, math.ceil(seconds)))
+    return seconds
 
 
 def broker_transport_options(settings: Settings) -> dict[str, Any]:

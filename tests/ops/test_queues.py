@@ -7,7 +7,12 @@ import json
 import pytest
 from sqlalchemy import Engine
 
-from medianest_workers.platform.celery_app import app, kombu_queues
+from medianest_workers.platform.celery_app import (
+    app,
+    exchange_type,
+    kombu_queues,
+    retry_countdown,
+)
 from medianest_workers.platform.connection_budget import check_budget, connections_needed
 from medianest_workers.platform.enqueue import enqueue
 from medianest_workers.platform.errors import ConnectionBudgetError
@@ -25,9 +30,23 @@ def test_each_queue_has_its_own_exchange_and_routing_key() -> None:
     for queue in Queue:
         assert queues[queue.value].exchange.name == queue.exchange
         assert queues[queue.value].routing_key == queue.routing_key
-        assert queues[queue.value].exchange.type == "direct"
+        # direct on Redis, topic on RabbitMQ (tests/ops/test_rabbitmq.py runs this there)
+        assert queues[queue.value].exchange.type == exchange_type(get_settings())
     app.loader.import_default_modules()
     assert app.amqp.queues["media"].exchange.name == "media"
+
+
+def test_exchange_types_by_broker() -> None:
+    assert exchange_type(load_settings(broker_url="redis://127.0.0.1:6379/0")) == "direct"
+    assert exchange_type(load_settings(broker_url="amqp://guest:guest@127.0.0.1//")) == "topic"
+
+
+def test_amqp_retry_countdowns_are_whole_seconds_of_at_least_one() -> None:
+    """kombu's native delayed delivery refuses a countdown below 1 s (the retry was lost)."""
+    amqp = load_settings(broker_url="amqp://guest:guest@127.0.0.1:5672//")
+    redis_broker = load_settings(broker_url="redis://127.0.0.1:6379/0")
+    assert [retry_countdown(s, amqp) for s in (0.1, 1.0, 1.2, 30)] == [1.0, 1.0, 2.0, 30.0]
+    assert [retry_countdown(s, redis_broker) for s in (0.1, 1.2)] == [0.1, 1.2]
 
 
 def test_amqp_broker_declares_quorum_queues() -> None:
