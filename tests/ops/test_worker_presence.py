@@ -87,3 +87,48 @@ def test_worker_refuses_to_start_beyond_the_connection_budget(tmp_path: Path) ->
     assert process.returncode == 2
     assert "medianest-workers: WORKER_CONCURRENCY: 1 process(es)" in log
     assert "DB_RESERVED_CONNECTIONS 100000" in log
+
+
+def test_queues_counts_the_consumers_of_several_workers(
+    tmp_path: Path, redis_server_url: str, redis_prefix: str, session_factory: object
+) -> None:
+    """ops/multi-host.md: workers of several hosts show up per queue in `queues` (presence)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "WORKER_LIVENESS_INTERVAL_SECONDS": "0.5"}
+    logs = [(tmp_path / f"w{number}.log").open("wb") for number in range(2)]
+    workers = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "medianest_workers.runtime.cli",
+                "worker",
+                "--queues",
+                queues,
+                "--concurrency",
+                "1",
+            ],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        for queues, log in zip(("media,health", "health,maintenance"), logs, strict=True)
+    ]
+    command = [sys.executable, "-m", "medianest_workers.runtime.cli", "queues", "--json"]
+
+    def consumers() -> dict[str, int] | None:
+        out = subprocess.run(
+            command, env=env, cwd=REPO_ROOT, capture_output=True, text=True, check=True
+        )
+        counts = {row["queue"]: row["consumers"] for row in json.loads(out.stdout)}
+        return counts if counts["health"] == 2 else None
+
+    try:
+        counts = wait_for(consumers, timeout=90, what="both workers' presence records")
+        assert counts == {"media": 1, "downloads": 0, "health": 2, "maintenance": 1}
+    finally:
+        for process in workers:
+            _stop(process)
+        for log in logs:
+            log.close()
