@@ -1,11 +1,11 @@
 """Flower as an operator sees it: a real worker and a real Flower on loopback.
 
 `medianest-workers worker` (the real job catalog, all four queues) and `medianest-workers
-flower` (basic auth, as `up` and compose start it) run as processes; jobs of every family that
-has job kinds on main (system, requests, health, maintenance; downloads has none yet) are
-enqueued, and Flower's HTTP API must show the worker online, every task under its job kind
-with the state the ledger has, task arguments without payloads (the message carries the job
-id only), and all four queues with their lengths. `ops/flower-screenshot` opens the dashboard
+flower` (basic auth, as `up` and compose start it) run as processes; jobs of every family
+(system, requests, downloads, health, maintenance) are enqueued, and Flower's HTTP API must
+show the worker online, every task under its job kind with the state the ledger has, task
+arguments without payloads (the message carries the job id only), and all four queues with
+their lengths. `ops/flower-screenshot` opens the dashboard
 in headless Chromium (skipped where Chromium is absent).
 """
 
@@ -29,10 +29,13 @@ from tests.helpers import wait_for
 from tests.ops.conftest import FLOWER_PASSWORD, FLOWER_USER, ROOT, Flower, start_cli, stop
 
 #: One job per family with job kinds, and the state each must end in (no Overseerr is
-#: configured: requests.sync fails at once with NotConfiguredError, a permanent error).
+#: configured: requests.sync fails at once with NotConfiguredError; downloads.plex_sync of a
+#: youtube_downloads row that does not exist fails at once with DownloadRowError: both
+#: permanent errors).
 JOBS: list[tuple[str, dict[str, Any], str, str]] = [
     ("platform.noop", {}, "succeeded", "SUCCESS"),
     ("requests.sync", {"full": False}, "failed", "FAILURE"),
+    ("downloads.plex_sync", {"download_id": "no-such-download"}, "failed", "FAILURE"),
     ("health.check_all", {}, "succeeded", "SUCCESS"),
     ("maintenance.cleanup", {"targets": ["rate_limits"]}, "succeeded", "SUCCESS"),
 ]
@@ -143,6 +146,7 @@ def test_flower_shows_the_worker_every_familys_tasks_and_the_queues(
         assert task["args"] in ("()", "[]"), task["args"]
         assert task["kwargs"] == "{}", task["kwargs"]
     assert "NotConfiguredError" in (tasks[jobs[1][0].job_id].get("exception") or "")
+    assert "DownloadRowError" in (tasks[jobs[2][0].job_id].get("exception") or "")
     for handle in waiting:
         assert tasks[handle.job_id]["name"] == "platform.noop"
 
