@@ -2,7 +2,7 @@
 # the workers, beat and flower (`medianest-workers <role>`).
 #
 #   docker build -t medianest-workers .
-FROM python:3.11-slim AS build
+FROM python:3.11-slim-bookworm AS build
 
 WORKDIR /src
 # Only what the wheel is built from (pyproject.toml force-includes beat_schedule.py,
@@ -12,7 +12,12 @@ COPY migrations ./migrations
 COPY medianest_workers ./medianest_workers
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
-FROM python:3.11-slim
+FROM python:3.11-slim-bookworm
+
+# The backups' pg_dump/pg_restore must be of the server's major version (maintenance/pg_tools.py):
+# docker-compose.yml runs postgres:15, Debian bookworm's client is 15. For another major,
+# build with --build-arg PG_CLIENT_MAJOR=N and a source of its client (ops/backup-and-restore.md).
+ARG PG_CLIENT_MAJOR=15
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -21,7 +26,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 # ffmpeg: yt-dlp merges and post-processes downloads with it.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ffmpeg \
+    && apt-get install -y --no-install-recommends ffmpeg "postgresql-client-${PG_CLIENT_MAJOR}" \
     && rm -rf /var/lib/apt/lists/*
 
 COPY --from=build /wheels /wheels

@@ -19,6 +19,8 @@ from medianest_workers.errors import ConfigurationError
 
 MIN_ENCRYPTION_KEY_LENGTH = 32
 DEFAULT_DATA_DIR = Path.home() / ".local" / "share" / "medianest-workers"
+REDIS_SCHEMES = ("redis", "rediss", "unix", "valkey", "valkeys")
+AMQP_SCHEMES = ("amqp", "amqps", "pyamqp")
 
 
 class SettingsError(ConfigurationError):
@@ -44,6 +46,9 @@ class Settings(BaseSettings):
     # Where state lives. None means: `medianest-workers up` starts an embedded server.
     database_url: str | None = None
     redis_url: str | None = None
+    #: The message broker; default: REDIS_URL. `amqp://` for RabbitMQ (quorum queues); Redis
+    #: (REDIS_URL) is needed all the same, for beat's schedule and lock and the worker registry.
+    broker_url: str | None = None
     data_dir: Path = DEFAULT_DATA_DIR
 
     # Secrets.
@@ -57,6 +62,10 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=5, ge=1, le=100)
     db_max_overflow: int = Field(default=2, ge=0, le=100)
     db_pool_timeout_seconds: float = Field(default=10.0, gt=0)
+    #: Connections a starting worker leaves to everything else (the backend, the API, beat,
+    #: psql): it refuses to start when concurrency x (DB_POOL_SIZE + DB_MAX_OVERFLOW) + 1
+    #: exceeds the server's max_connections minus its reserved slots minus this.
+    db_reserved_connections: int = Field(default=20, ge=0)
     db_statement_timeout_ms: int = Field(default=30_000, ge=0)
     db_lock_timeout_ms: int = Field(default=5_000, ge=0)
     migration_lock_timeout_ms: int = Field(default=10_000, ge=0)
@@ -80,6 +89,10 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(default=2, ge=1, le=64)
     worker_max_tasks_per_child: int = Field(default=1000, ge=1)
     worker_max_memory_per_child_kb: int = Field(default=512_000, ge=10_000)
+    #: A worker touches this file every WORKER_LIVENESS_INTERVAL_SECONDS while connected to
+    #: the broker (`medianest-workers worker-alive` checks its age): none when unset.
+    worker_liveness_file: Path | None = None
+    worker_liveness_interval_seconds: float = Field(default=5.0, gt=0, le=300)
     #: The module whose JOB_MODULES list names every module that declares job kinds.
     job_catalog: str = "medianest_workers.job_modules"
     shutdown_grace_seconds: float = Field(default=20.0, gt=0)
@@ -93,6 +106,9 @@ class Settings(BaseSettings):
     #: How many tasks Flower keeps in memory (its own default, 100,000, costs memory).
     flower_max_tasks: int = Field(default=10_000, ge=1)
     flower_port: int = Field(default=5555, ge=0, le=65535)
+    #: Flower forgets a worker offline for this long (`--purge_offline_workers`), so that a
+    #: replaced container's old node does not stay listed (nor its metrics exported).
+    flower_purge_offline_workers_seconds: int = Field(default=600, ge=1)
 
     # Network peers.
     http_timeout_seconds: float = Field(default=10.0, gt=0)
@@ -220,7 +236,12 @@ class Settings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, value: str | None) -> str | None:
-        return _check_url(value, ("redis", "rediss", "unix", "valkey", "valkeys"))
+        return _check_url(value, REDIS_SCHEMES)
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_url(cls, value: str | None) -> str | None:
+        return _check_url(value, REDIS_SCHEMES + AMQP_SCHEMES)
 
     @field_validator("overseerr_url")
     @classmethod
@@ -312,6 +333,10 @@ class Settings(BaseSettings):
         if self.redis_url is None:
             raise SettingsError("REDIS_URL: not set (or run `medianest-workers up`)")
         return self.redis_url
+
+    def require_broker_url(self) -> str:
+        """BROKER_URL, else REDIS_URL (a SettingsError naming REDIS_URL when neither is set)."""
+        return self.broker_url if self.broker_url is not None else self.require_redis_url()
 
 
 def _check_key_length(key: str) -> None:

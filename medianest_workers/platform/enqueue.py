@@ -27,6 +27,7 @@ from medianest_workers.platform.errors import (
     UnknownJobKindError,
 )
 from medianest_workers.platform.payload_schema import schema_violations
+from medianest_workers.platform.queues import Queue
 from medianest_workers.platform.registry import JobSpec, find_spec
 
 log = logging.getLogger(__name__)
@@ -251,7 +252,7 @@ def publish(messages: Sequence[tuple[str, str, str, str]], app: Celery | None = 
                     kind,
                     task_id=job_id,
                     queue=queue,
-                    routing_key=queue,
+                    routing_key=Queue(queue).routing_key,
                     headers={correlation.HEADER: cid},
                     producer=producer,
                 )

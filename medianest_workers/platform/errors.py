@@ -134,3 +134,7 @@ class PermanentError(JobError):
 
 class JobCancelledError(JobError):
     """Raised by `JobContext.check_cancelled()` once cancellation was requested."""
+
+
+class ConnectionBudgetError(PlatformError, ConfigurationError):
+    """A worker's database pools could exceed what the server allows: it refuses to start."""

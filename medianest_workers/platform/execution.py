@@ -22,6 +22,7 @@ from sqlalchemy.exc import OperationalError
 from medianest_workers import correlation
 from medianest_workers.db.job_states import JobState
 from medianest_workers.platform import ledger
+from medianest_workers.platform.celery_app import retry_countdown
 from medianest_workers.platform.context import JobContext
 from medianest_workers.platform.errors import JobCancelledError, PermanentError
 from medianest_workers.platform.heartbeat import heartbeats
@@ -49,7 +50,7 @@ def execute(task: Task, spec: JobSpec) -> dict[str, Any] | None:
             type(exc.orig).__name__,
             delay,
         )
-        raise task.retry(countdown=delay, max_retries=None) from None
+        raise task.retry(countdown=retry_countdown(delay), max_retries=None) from None
     if isinstance(outcome, ledger.Skip):
         log.info("job %s (%s) not run: %s", job_id, spec.kind, outcome.reason)
         if outcome.cancelled:
@@ -62,7 +63,7 @@ def execute(task: Task, spec: JobSpec) -> dict[str, Any] | None:
         return None
     if isinstance(outcome, ledger.Defer):
         log.info("job %s is held by another live worker; looking again later", job_id)
-        raise task.retry(countdown=outcome.seconds, max_retries=None)
+        raise task.retry(countdown=retry_countdown(outcome.seconds), max_retries=None)
     context = JobContext(
         job_id=job_id,
         kind=spec.kind,
@@ -121,7 +122,7 @@ def _handle_failure(
             delay,
         )
         if ledger.requeue_for_retry(context.job_id, worker=worker, error=error, delay=delay):
-            raise task.retry(countdown=delay, max_retries=None, exc=error)
+            raise task.retry(countdown=retry_countdown(delay), max_retries=None, exc=error)
         return
     log.error("job %s failed: %s", context.job_id, type(error).__name__, exc_info=error)
     ledger.finish(context.job_id, worker=worker, state=JobState.FAILED, error=error)

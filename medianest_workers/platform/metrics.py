@@ -4,7 +4,14 @@
   every state is reported, zeros included, so series do not vanish);
 - `mnw_job_duration_seconds{kind,quantile}` (+ `_count`, `_sum`): run time of the last
   attempt of jobs that finished in the last 15 minutes, quantiles by `percentile_cont`;
-- `mnw_queue_length{queue}`: messages waiting in each Redis queue (all priority sub-lists);
+- `mnw_jobs_finished_recent{kind,state}`: jobs that ended in the last 15 minutes, by end state
+  (succeeded, failed, dead, cancelled; zeros included): the failure rate and the dead jobs
+  of the alert rules (ops/prometheus/alerts.yml) are ratios and counts of this window;
+- `mnw_queue_length{queue}`: messages waiting in each broker queue (Redis: all priority
+  sub-lists; RabbitMQ: the queue's message count);
+- `mnw_queue_consumers{queue}`: live worker nodes consuming each queue (presence records);
+- `mnw_queue_oldest_queued_age_seconds{queue}`: age of the oldest `queued` job of each queue
+  in the ledger (0 when none is queued);
 - `mnw_metrics_source_up{source}`: 1 when the database / broker answered this scrape.
 
 Only counts and timings are exposed: no payloads, ids or keys. The database reads run under
@@ -24,20 +31,21 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import Connection, Engine, text
 
-from medianest_workers.db.job_states import JobState
+from medianest_workers.db.job_states import TERMINAL_STATES, JobState
 from medianest_workers.db.session import get_engine
+from medianest_workers.platform.celery_app import app as celery_app
+from medianest_workers.platform.celery_app import is_amqp
 from medianest_workers.platform.ledger import NOW_UTC
+from medianest_workers.platform.queue_stats import amqp_lengths, consumers, redis_lengths
 from medianest_workers.platform.queues import Queue
 from medianest_workers.platform.registry import all_specs
+from medianest_workers.settings import get_settings
 
 log = logging.getLogger(__name__)
 
 DURATION_WINDOW_SECONDS = 15 * 60
 QUANTILES = (0.5, 0.9, 0.99)
 SCRAPE_STATEMENT_TIMEOUT_MS = 5_000
-#: kombu's Redis transport keeps one list per priority step; priority 0 is the bare name.
-_PRIORITY_SEPARATOR = "\x06\x16"
-_PRIORITY_STEPS = (0, 3, 6, 9)
 
 _COUNTS = text("SELECT kind, state, count(*) AS jobs FROM mnw_jobs GROUP BY kind, state")
 _DURATIONS = text(
@@ -56,12 +64,21 @@ _DURATIONS = text(
 )
 
 
-def queue_keys(prefix: str, queue: str) -> list[str]:
-    """The Redis lists holding `queue`'s messages (kombu's priority steps)."""
-    return [
-        f"{prefix}{queue}{_PRIORITY_SEPARATOR}{step}" if step else f"{prefix}{queue}"
-        for step in _PRIORITY_STEPS
-    ]
+_FINISHED_RECENT = text(
+    f"""
+    SELECT kind, state, count(*) AS jobs FROM mnw_jobs
+    WHERE finished_at >= {NOW_UTC} - make_interval(secs => :window)
+      AND state IN ({", ".join(f"'{state.value}'" for state in sorted(TERMINAL_STATES))})
+    GROUP BY kind, state
+    """
+)
+
+_OLDEST_QUEUED = text(
+    f"""
+    SELECT queue, extract(epoch FROM {NOW_UTC} - min(enqueued_at)) AS age
+    FROM mnw_jobs WHERE state = 'queued' GROUP BY queue
+    """
+)
 
 
 class DatabaseCollector(Collector):
@@ -114,7 +131,7 @@ class LedgerCollector(DatabaseCollector):
             labels=["source"],
         )
         try:
-            counts, durations = self._read_ledger()
+            counts, durations, finished, oldest = self._read_ledger()
         except Exception as exc:  # noqa: BLE001 - a scrape reports the outage, never fails
             log.warning("metrics: ledger read failed (%s)", type(exc).__name__)
             up.add_metric(["database"], 0)
@@ -122,6 +139,17 @@ class LedgerCollector(DatabaseCollector):
             up.add_metric(["database"], 1)
             yield self._jobs_metric(counts)
             yield self._duration_metric(durations)
+            yield self._finished_metric(finished)
+            ages = {queue.value: 0.0 for queue in Queue}
+            ages.update({queue: max(0.0, float(age)) for queue, age in oldest if queue in ages})
+            family = GaugeMetricFamily(
+                "mnw_queue_oldest_queued_age_seconds",
+                "Age of the oldest queued job of the queue in the ledger (0: none queued)",
+                labels=["queue"],
+            )
+            for queue, age in ages.items():
+                family.add_metric([queue], age)
+            yield family
         try:
             lengths = self._queue_lengths()
         except Exception as exc:  # noqa: BLE001 - as above
@@ -135,23 +163,35 @@ class LedgerCollector(DatabaseCollector):
             for queue, length in lengths.items():
                 queues.add_metric([queue], length)
             yield queues
+        try:
+            counts_by_queue = consumers(self._redis, self._prefix)
+        except Exception as exc:  # noqa: BLE001 - as above
+            log.warning("metrics: presence read failed (%s)", type(exc).__name__)
+        else:
+            family = GaugeMetricFamily(
+                "mnw_queue_consumers", "Live worker nodes consuming the queue", labels=["queue"]
+            )
+            for queue, (nodes, _processes) in counts_by_queue.items():
+                family.add_metric([queue], nodes)
+            yield family
         yield up
 
-    def _read_ledger(self) -> tuple[list[Any], list[Any]]:
+    def _read_ledger(self) -> tuple[list[Any], list[Any], list[Any], list[Any]]:
         with self.scrape_transaction() as connection:
             counts = connection.execute(_COUNTS).all()
             durations = connection.execute(
                 _DURATIONS, {"quantiles": list(QUANTILES), "window": DURATION_WINDOW_SECONDS}
             ).all()
-        return counts, durations
+            finished = connection.execute(
+                _FINISHED_RECENT, {"window": DURATION_WINDOW_SECONDS}
+            ).all()
+            oldest = connection.execute(_OLDEST_QUEUED).all()
+        return counts, durations, finished, oldest
 
     def _queue_lengths(self) -> dict[str, int]:
-        pipeline = self._redis.pipeline(transaction=False)
-        for queue in Queue:
-            for key in queue_keys(self._prefix, queue.value):
-                pipeline.llen(key)
-        answers = iter(pipeline.execute())
-        return {queue.value: sum(int(next(answers)) for _ in _PRIORITY_STEPS) for queue in Queue}
+        if is_amqp(get_settings().require_broker_url()):
+            return amqp_lengths(celery_app)
+        return redis_lengths(self._redis, self._prefix)
 
     @staticmethod
     def _jobs_metric(counts: list[Any]) -> GaugeMetricFamily:
@@ -162,6 +202,22 @@ class LedgerCollector(DatabaseCollector):
             totals[(kind, state)] = int(jobs)
         family = GaugeMetricFamily(
             "mnw_jobs", "Jobs in the ledger by kind and state", labels=["kind", "state"]
+        )
+        for (kind, state), jobs in sorted(totals.items()):
+            family.add_metric([kind, state], jobs)
+        return family
+
+    @staticmethod
+    def _finished_metric(finished: list[Any]) -> GaugeMetricFamily:
+        totals: dict[tuple[str, str], int] = {
+            (spec.kind, state.value): 0 for spec in all_specs() for state in TERMINAL_STATES
+        }
+        for kind, state, jobs in finished:
+            totals[(kind, state)] = int(jobs)
+        family = GaugeMetricFamily(
+            "mnw_jobs_finished_recent",
+            f"Jobs that ended in the last {DURATION_WINDOW_SECONDS // 60} minutes, by end state",
+            labels=["kind", "state"],
         )
         for (kind, state), jobs in sorted(totals.items()):
             family.add_metric([kind, state], jobs)

@@ -1,6 +1,9 @@
 """What a worker does around its jobs: refuse bounds that cannot hold, a fresh engine per child
 whose database waits a soft time limit can interrupt.
 
+At start it refuses job kinds whose time limits outlast the visibility timeout, and pools
+that could open more database connections than the server allows (connection_budget.py).
+
 Connected by importing `platform.jobs` (every job module does), so only processes that run
 jobs carry them; Celery imports the job modules before it sends `worker_init`.
 """
@@ -12,8 +15,9 @@ from typing import Any
 
 from celery import signals
 
-from medianest_workers.db.session import dispose_engine_after_fork
+from medianest_workers.db.session import build_engine, dispose_engine_after_fork
 from medianest_workers.platform import db_waits
+from medianest_workers.platform.connection_budget import check_budget
 from medianest_workers.platform.errors import TimeBoundsError
 from medianest_workers.platform.registry import all_specs, check_time_bounds
 from medianest_workers.settings import get_settings
@@ -31,6 +35,21 @@ def _check_bounds(**_: Any) -> None:
         # Celery logs and swallows a receiver's Exception (the worker would start anyway);
         # SystemExit is not an Exception: it ends the worker, with the reason on stderr.
         raise SystemExit(f"the worker refuses to start: {error}") from error
+
+
+def check_connection_budget(*, processes: int) -> None:
+    """A worker of `processes` processes must fit the database's connections.
+
+    Called by `medianest-workers worker` before the worker starts (an exception raised in a
+    Celery signal handler is only logged): ConnectionBudgetError, one line, otherwise.
+    """
+    settings = get_settings()
+    engine = build_engine(settings, application_name="medianest-workers-budget-check")
+    try:
+        with engine.connect() as connection:
+            check_budget(connection, settings, processes=processes)
+    finally:
+        engine.dispose()
 
 
 @signals.worker_process_init.connect

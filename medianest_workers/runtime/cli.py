@@ -19,6 +19,7 @@ from medianest_workers.runtime.db_cli import add_db_commands
 from medianest_workers.runtime.instance import adopt_running_up
 from medianest_workers.runtime.jobs_cli import add_job_commands
 from medianest_workers.runtime.key_cli import add_rotate_key_command
+from medianest_workers.runtime.ops_cli import add_ops_commands
 from medianest_workers.runtime.roles import (
     POOLS,
     QUEUES,
@@ -152,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_backup_commands(commands)
     add_db_commands(commands)
     add_rotate_key_command(commands)
+    add_ops_commands(commands)
     return parser
 
 

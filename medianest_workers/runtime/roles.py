@@ -72,6 +72,9 @@ def run_worker(queues: Sequence[str], concurrency: int, pool: str) -> int:
     from celery.utils.nodenames import default_nodename, host_format  # noqa: PLC0415
 
     app = _celery_app(database=True)
+    from medianest_workers.platform.worker_hooks import check_connection_budget  # noqa: PLC0415
+
+    check_connection_budget(processes=concurrency if pool == "prefork" else 1)
     worker = app.Worker(
         hostname=host_format(default_nodename(f"mnw-{'-'.join(queues)}@%h")),
         queues=list(queues),
@@ -122,6 +125,7 @@ def run_flower(*, address: str | None = None, port: int | None = None) -> int:
                 f"--port={settings.flower_port if port is None else port}",
                 f"--basic-auth={user}:{password}",  # in memory only: never on a command line
                 f"--max_tasks={settings.flower_max_tasks}",
+                f"--purge_offline_workers={settings.flower_purge_offline_workers_seconds}",
             ]
         )
     )
