@@ -39,7 +39,7 @@ PICKUP_BATCH = 100
 
 Quality = Literal["best", "2160p", "1440p", "1080p", "720p", "480p", "360p"]
 Format = Literal["mp4", "webm", "mkv"]
-_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
 
 class PlaylistPayload(BaseModel):

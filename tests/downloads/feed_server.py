@@ -6,7 +6,7 @@ and the media files themselves, made once at set-up with the `imageio-ffmpeg` wh
 (tiny real MP4s: H.264 + AAC). Paths:
 
 - `/media/<name>.mp4`: the file, with Range support (yt-dlp resumes a partial file);
-- `/broken/<name>.mp4`: 404 (a removed video);
+- `/broken/<name>.mp4`: 404 (a removed video); `/error500/<name>.mp4`: 500 (a flaky one);
 - `/slow/<name>.mp4`: the file dripped `drip_bytes` every `drip_interval` s (cancel tests);
 - `/redirect?to=<url>`: a 302 to `to` (redirect SSRF tests).
 
@@ -152,6 +152,8 @@ class FeedServer:
             self._send_media(request, head=head)
         elif parts.path.startswith("/slow/"):
             self._drip(request, head=head)
+        elif parts.path.startswith("/error500/"):
+            self._send(request, 500, b"server error", "text/plain", head=head)
         else:
             self._send(request, 404, b"not found", "text/plain", head=head)
 
