@@ -394,6 +394,12 @@ class _Run:
                 f"disk full: {free} bytes free, below DOWNLOAD_MIN_FREE_BYTES"
                 f" ({self.limits.min_free_bytes})"
             )
+        self._enforce_quota(user_root)
+
+    def _enforce_quota(self, user_root: Path, *, final: bool = False) -> None:
+        """Below the quota before each entry; after the last, only by removing old files."""
+        if final and self.limits.quota_policy == "refuse":
+            return
         with self.connect() as connection:
             try:
                 removed = files.enforce_quota(
@@ -408,7 +414,7 @@ class _Run:
             connection.commit()
         if removed:
             log.info(
-                "download %s: quota removed %d old files", self.report.download_id, len(removed)
+                "download %s: the quota removed %d old files", self.report.download_id, len(removed)
             )
 
     def download(self) -> None:
@@ -466,6 +472,7 @@ class _Run:
                     self._check_between_entries(user_root)
                     if not self._entry(ydl, entry, folder, extra):
                         break
+                self._enforce_quota(user_root, final=True)
                 self.control.report_progress(
                     {
                         "entry": self.count,
