@@ -142,3 +142,33 @@ _UNOWNED_QUEUED = text(
 def unowned_queued(connection: Connection, *, limit: int) -> list[tuple[str, str]]:
     """(id, user id) of the backend's queued rows that no job of ours holds, oldest first."""
     return [(row.id, row.user_id) for row in connection.execute(_UNOWNED_QUEUED, {"limit": limit})]
+
+
+#: Rows left `downloading` by a job that ended without finishing them (dead: killed each
+#: time; or failed before it could record the end), with no other job of ours on them.
+_ABANDONED = text(
+    """
+    UPDATE youtube_downloads d
+    SET status = 'failed',
+        file_paths = COALESCE(d.file_paths, '{}'::jsonb) || jsonb_build_object(
+            'jobId', j.id,
+            'error', 'the download job ended ' || j.state || ' without finishing',
+            'quality', COALESCE(j.payload ->> 'quality', '1080p'),
+            'format', COALESCE(j.payload ->> 'format', 'mp4'))
+    FROM mnw_jobs j
+    WHERE d.status = 'downloading'
+      AND j.kind = 'downloads.playlist' AND j.state IN ('dead', 'failed')
+      AND (j.id = d.id OR j.payload ->> 'download_id' = d.id)
+      AND NOT EXISTS (
+        SELECT 1 FROM mnw_jobs a
+        WHERE a.kind = 'downloads.playlist' AND a.state IN ('queued', 'running')
+          AND (a.id = d.id OR a.payload ->> 'download_id' = d.id)
+      )
+    RETURNING d.id
+    """
+)
+
+
+def fail_abandoned(connection: Connection) -> list[str]:
+    """Mark `failed` the rows whose job ended dead or failed while they were `downloading`."""
+    return list(connection.execute(_ABANDONED).scalars())

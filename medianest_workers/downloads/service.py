@@ -229,7 +229,15 @@ def run(
     runner = _Run(
         connect, report, url=url, quality=quality, fmt=fmt, control=control, limits=limits
     )
-    return _download(runner, base)
+    try:
+        return _download(runner, base)
+    except RetryableError:
+        raise  # rows stay `downloading`: the job runs again
+    except Exception as exc:
+        # Anything unforeseen: the row must not stay `downloading` (the backend's "active").
+        with contextlib.suppress(Exception):
+            _finish_failed(connect, report, base, f"{type(exc).__name__}: {exc}"[:500])
+        raise
 
 
 def _download(runner: _Run, base: dict[str, Any]) -> RunReport:

@@ -8,7 +8,8 @@ commits, `download.finished` is announced (platform/events.py): the health famil
 it, the Plex step subscribes to it.
 
 `downloads.pickup`, on beat every minute: the backend's `queued` rows that no job of ours
-holds get a `downloads.playlist` job each, exactly once (idempotency key on the row id).
+holds get a `downloads.playlist` job each, exactly once (idempotency key on the row id);
+rows left `downloading` by a job that ended `dead` or `failed` are marked `failed`.
 """
 
 from __future__ import annotations
@@ -158,10 +159,18 @@ def download_playlist(ctx: JobContext, payload: PlaylistPayload) -> dict[str, An
 )
 def pickup(ctx: JobContext, payload: EmptyPayload) -> dict[str, Any]:
     """Enqueue a downloads.playlist job for each queued youtube_downloads row no job holds."""
+    with get_engine().begin() as connection:
+        abandoned = records.fail_abandoned(connection)
     with get_engine().connect() as connection:
         rows = records.unowned_queued(connection, limit=PICKUP_BATCH)
+    if abandoned:
+        log.warning("downloads left by a dead or failed job marked failed: %s", abandoned)
     if not rows:
-        return {"enqueued": 0, "existing": 0}
+        return {
+            "enqueued": 0,
+            "existing": 0,
+            **({"abandoned": len(abandoned)} if abandoned else {}),
+        }
     done = enqueue_many(
         [
             JobRequest(
@@ -175,4 +184,5 @@ def pickup(ctx: JobContext, payload: EmptyPayload) -> dict[str, Any]:
         correlation_id=ctx.correlation_id,
     )
     created = sum(1 for item in done if item.created)
-    return {"enqueued": created, "existing": len(done) - created}
+    result = {"enqueued": created, "existing": len(done) - created}
+    return {**result, "abandoned": len(abandoned)} if abandoned else result

@@ -178,3 +178,30 @@ def test_pickup_enqueues_each_backend_row_once(
     # A pickup after the end enqueues nothing (the row is no longer queued).
     third = enqueue("downloads.pickup", {})
     assert wait_terminal(engine, third.job_id)["result"] == {"enqueued": 0, "existing": 0}
+
+
+def test_pickup_fails_rows_left_downloading_by_a_dead_job(
+    engine: Engine, user: str, feed: FeedServer, download_env: Path, start_worker
+) -> None:
+    download_id = backend_row(engine, user, feed.feed_url, status="downloading")
+    job = enqueue("downloads.playlist", {"download_id": download_id, "quality": "720p"})
+    with engine.begin() as connection:  # what a worker killed at every attempt leaves
+        connection.execute(
+            text("UPDATE mnw_jobs SET state = 'dead', finished_at = now() WHERE id = :id"),
+            {"id": job.job_id},
+        )
+    pickup = enqueue("downloads.pickup", {})
+    _worker(start_worker, download_env)
+    assert wait_terminal(engine, pickup.job_id)["result"] == {
+        "enqueued": 0,
+        "existing": 0,
+        "abandoned": 1,
+    }
+    row = download_row(engine, download_id)
+    assert row["status"] == "failed"
+    assert row["file_paths"] == {
+        "jobId": job.job_id,
+        "error": "the download job ended dead without finishing",
+        "quality": "720p",
+        "format": "mp4",
+    }
