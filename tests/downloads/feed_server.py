@@ -79,6 +79,11 @@ def make_media(folder: Path, seconds: float = 1.0, size: str = "160x120") -> byt
     return _make_media(str(folder), seconds, size)
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up (yt-dlp peeks at a media file, a cancel) is no error."""
+
+
 class FeedServer:
     def __init__(self, media: bytes, *, title: str = "Loopback Playlist") -> None:
         self.media = media
@@ -102,7 +107,7 @@ class FeedServer:
             def do_GET(self) -> None:
                 server.handle(self, head=False)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _QuietServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
