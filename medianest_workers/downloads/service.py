@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from billiard.exceptions import SoftTimeLimitExceeded
 from sqlalchemy import Connection, text
 from yt_dlp.utils import make_archive_id
 
@@ -231,8 +232,8 @@ def run(
     )
     try:
         return _download(runner, base)
-    except RetryableError:
-        raise  # rows stay `downloading`: the job runs again
+    except (RetryableError, SoftTimeLimitExceeded):
+        raise  # the row stays `downloading`: the job runs again
     except Exception as exc:
         # Anything unforeseen: the row must not stay `downloading` (the backend's "active").
         with contextlib.suppress(Exception):
@@ -514,7 +515,7 @@ class _Run:
             ydl.process_ie_result(
                 dict(entry), download=True, extra_info={**extra, "playlist_index": self.index}
             )
-        except JobCancelledError:
+        except (JobCancelledError, SoftTimeLimitExceeded):
             files.remove_new_files(folder, before)
             raise
         except Exception as exc:  # noqa: BLE001 - an entry's error is classified and recorded
