@@ -25,6 +25,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from medianest_workers.platform.errors import PermanentError
+from medianest_workers.settings import Settings, get_settings
 
 ALLOWED_SCHEMES = ("http", "https")
 
@@ -115,6 +116,15 @@ def parse_networks(values: Iterable[str]) -> tuple[IPNetwork, ...]:
         except ValueError:
             raise ValueError(f"{value!r} is not an IP network (like 192.168.1.0/24)") from None
     return tuple(networks)
+
+
+def network_policy(settings: Settings | None = None) -> NetworkPolicy:
+    """The policy of DOWNLOAD_ALLOW_PRIVATE_NETWORKS and DOWNLOAD_ALLOWED_NETWORKS."""
+    s = settings or get_settings()
+    return NetworkPolicy(
+        allow_private=s.download_allow_private_networks,
+        allowed_networks=parse_networks(s.download_allowed_networks),
+    )
 
 
 def resolve(host: str, port: int) -> list[IPAddress]:

@@ -45,7 +45,7 @@ from medianest_workers.downloads.safety import (
     NetworkPolicy,
     PathEscapeError,
     check_playlist_url,
-    parse_networks,
+    network_policy,
 )
 from medianest_workers.downloads.ytdlp import (
     DownloadOptions,
@@ -74,15 +74,6 @@ class Control(Protocol):
 
     @property
     def cancel_requested(self) -> bool: ...
-
-
-def network_policy(settings: Settings | None = None) -> NetworkPolicy:
-    """The address policy of DOWNLOAD_ALLOW_PRIVATE_NETWORKS and DOWNLOAD_ALLOWED_NETWORKS."""
-    s = settings or get_settings()
-    return NetworkPolicy(
-        allow_private=s.download_allow_private_networks,
-        allowed_networks=parse_networks(s.download_allowed_networks),
-    )
 
 
 @dataclass(frozen=True, kw_only=True)

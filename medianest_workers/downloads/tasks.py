@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from medianest_workers.db.session import get_engine
-from medianest_workers.downloads import records, service
-from medianest_workers.downloads.safety import check_playlist_url
+from medianest_workers.downloads import records
+from medianest_workers.downloads.safety import check_playlist_url, network_policy
 from medianest_workers.platform import events
 from medianest_workers.platform.context import JobContext
 from medianest_workers.platform.enqueue import JobRequest, enqueue_many
@@ -31,6 +31,9 @@ from medianest_workers.platform.jobs import job
 from medianest_workers.platform.queues import Queue
 from medianest_workers.platform.registry import EmptyPayload, RetryPolicy
 from medianest_workers.settings import get_settings
+
+if TYPE_CHECKING:
+    from medianest_workers.downloads.service import RunReport
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +74,7 @@ class PlaylistPayload(BaseModel):
         return check_playlist_url(
             value,
             allowed_hosts=settings.download_allowed_hosts,
-            policy=service.network_policy(settings),
+            policy=network_policy(settings),
             resolve_host=False,
         )
 
@@ -85,7 +88,7 @@ class PlaylistPayload(BaseModel):
         return self
 
 
-def _announce(report: service.RunReport, ctx: JobContext) -> None:
+def _announce(report: RunReport, ctx: JobContext) -> None:
     """download.finished, after the row's final transaction committed (never raises)."""
     try:
         events.emit(
@@ -122,6 +125,9 @@ def _announce(report: service.RunReport, ctx: JobContext) -> None:
 )
 def download_playlist(ctx: JobContext, payload: PlaylistPayload) -> dict[str, Any]:
     """Download a YouTube playlist (new or an existing youtube_downloads row) into its folder."""
+    # yt-dlp is heavy: only the process that runs a download loads it (not the API or beat).
+    from medianest_workers.downloads import service  # noqa: PLC0415
+
     limits = service.Limits.from_settings()
     connect = get_engine().connect
     download_id = payload.download_id

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -14,7 +13,6 @@ import pytest
 from sqlalchemy import Engine, text
 
 from medianest_workers.downloads import service
-from medianest_workers.downloads.safety import NetworkPolicy, parse_networks
 from medianest_workers.settings import reset_settings_cache
 from tests.downloads.feed_server import Entry, FeedServer, make_media
 
@@ -68,16 +66,6 @@ def download_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Pa
 @pytest.fixture
 def limits(download_env: Path) -> service.Limits:
     return service.Limits.from_settings()
-
-
-def loopback_limits(root: Path, **changes: Any) -> service.Limits:
-    base = service.Limits.from_settings()
-    return dataclasses.replace(
-        base,
-        root=root,
-        policy=NetworkPolicy(allowed_networks=parse_networks(["127.0.0.1/32"])),
-        **changes,
-    )
 
 
 @pytest.fixture

@@ -36,15 +36,15 @@ def _run(download_id: str, limits: service.Limits, control: Control | None = Non
 def test_a_fresh_playlist_lands_in_the_users_folder(
     engine: Engine, user: str, feed: FeedServer, limits: service.Limits
 ) -> None:
-    feed.entries = entries(3)
+    feed.entries = entries(20)
     download_id = backend_row(engine, user, feed.feed_url)
     control = Control()
     report = _run(download_id, limits, control)
     assert report.status == "completed", report
-    assert (report.downloaded, report.failed, report.already) == (3, 0, 0)
+    assert (report.downloaded, report.failed, report.already) == (20, 0, 0)
     folder = limits.root / user / f"Loopback Playlist [{_key(feed)}]"
     names = sorted(path.name for path in media_files(folder))
-    assert names == [f"Video {n} [vid{n:03d}].mp4" for n in range(3)]
+    assert names == sorted(f"Video {n} [vid{n:03d}].mp4" for n in range(20))
     row = download_row(engine, download_id)
     assert row["status"] == "completed"
     assert row["playlist_title"] == "Loopback Playlist"
@@ -58,8 +58,11 @@ def test_a_fresh_playlist_lands_in_the_users_folder(
         assert Path(item["path"]).parent == folder.resolve()
     assert shape["totalSize"] == sum(item["size"] for item in shape["files"])
     assert isinstance(shape["duration"], int | float)
-    assert len(archive_rows(engine, user)) == 3
-    assert control.progress[-1]["downloaded"] == 3
+    assert len(archive_rows(engine, user)) == 20
+    assert control.progress[-1]["downloaded"] == 20
+    entries_seen = {p["entry"] for p in control.progress if "bytes" in p}
+    assert entries_seen == set(range(1, 21))
+    assert all(p["entries"] == 20 for p in control.progress)
 
 
 def _key(feed: FeedServer) -> str:
