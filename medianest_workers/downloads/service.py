@@ -137,6 +137,8 @@ class RunReport:
     total_size: int = 0
     run: int = 0
     error: str | None = None
+    #: The playlist folder (what the Plex step scans), once known.
+    folder: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -149,6 +151,7 @@ class RunReport:
             "files": self.files,
             "total_size": self.total_size,
             "errors": self.errors[:20],
+            **({"folder": self.folder} if self.folder else {}),
             **({"error": self.error} if self.error else {}),
         }
 
@@ -309,6 +312,7 @@ def _finish(
             "failed": report.failed,
             "errors": report.errors[:50],
             "run": report.run,
+            **({"folder": report.folder} if report.folder else {}),
         }
         records.finish(connection, report.download_id, status=report.status, file_paths=file_paths)
         connection.commit()
@@ -425,7 +429,7 @@ class _Run:
         self._check_between_entries(user_root)
         params = build_options(
             self.options,
-            logger=YtdlpLogger(),
+            logger=YtdlpLogger(self.limits.cookies_file),
             progress_hook=self._on_progress,
             postprocessor_hook=self._on_postprocessor,
         )
@@ -443,6 +447,7 @@ class _Run:
                 raise _Stop(str(exc)) from None
             self.playlist_key = files.playlist_key(playlist_id)
             self.report.playlist_title = self.title
+            self.report.folder = str(folder.resolve())
             with self.connect() as connection:
                 records.set_title(connection, self.report.download_id, self.title)
                 connection.commit()

@@ -272,19 +272,30 @@ def build_options(
 
 
 class YtdlpLogger:
-    """yt-dlp's messages into our log (debug as debug; its errors are raised to us anyway)."""
+    """yt-dlp's messages into our log (debug as debug; its errors are raised to us anyway).
+
+    The cookies file's path is replaced by `<YTDLP_COOKIES_FILE>` in every message.
+    """
+
+    def __init__(self, cookies_file: Path | None = None) -> None:
+        self._secret = str(cookies_file) if cookies_file else None
+
+    def _clean(self, message: str) -> str:
+        if self._secret:
+            message = message.replace(self._secret, "<YTDLP_COOKIES_FILE>")
+        return message
 
     def debug(self, message: str) -> None:
-        log.debug("yt-dlp: %s", message)
+        log.debug("yt-dlp: %s", self._clean(message))
 
     def info(self, message: str) -> None:
-        log.debug("yt-dlp: %s", message)
+        log.debug("yt-dlp: %s", self._clean(message))
 
     def warning(self, message: str) -> None:
-        log.info("yt-dlp: %s", message)
+        log.info("yt-dlp: %s", self._clean(message))
 
     def error(self, message: str) -> None:
-        log.info("yt-dlp: %s", message)
+        log.info("yt-dlp: %s", self._clean(message))
 
 
 class ErrorClass(enum.StrEnum):

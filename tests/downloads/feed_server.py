@@ -8,6 +8,7 @@ and the media files themselves, made once at set-up with the `imageio-ffmpeg` wh
 - `/media/<name>.mp4`: the file, with Range support (yt-dlp resumes a partial file);
 - `/broken/<name>.mp4`: 404 (a removed video); `/error500/<name>.mp4`: 500 (a flaky one);
 - `/slow/<name>.mp4`: the file dripped `drip_bytes` every `drip_interval` s (cancel tests);
+- `/thumb/<guid>.png`: a PNG thumbnail (items with `thumbnail=True` name it);
 - `/redirect?to=<url>`: a 302 to `to` (redirect SSRF tests).
 
 `entries` is the playlist: a list of `Entry(guid, title, path)`, changeable between runs.
@@ -33,8 +34,10 @@ import imageio_ffmpeg
 class Entry:
     guid: str
     title: str
-    #: `media`, `broken` or `slow`.
+    #: `media`, `broken`, `error500` or `slow`.
     path: str = "media"
+    #: Whether the item has an `<itunes:image>` (served as `/thumb/<guid>.png`).
+    thumbnail: bool = False
 
 
 @functools.cache
@@ -75,8 +78,37 @@ def _make_media(folder: str, seconds: float, size: str) -> bytes:
     return out.read_bytes()
 
 
+def make_thumbnail(folder: Path) -> bytes:
+    """A small real PNG (one test-pattern frame)."""
+    return _make_png(str(folder))
+
+
 def make_media(folder: Path, seconds: float = 1.0, size: str = "160x120") -> bytes:
     return _make_media(str(folder), seconds, size)
+
+
+@functools.cache
+def _make_png(folder: str) -> bytes:
+    out = Path(folder) / "thumb.png"
+    if not out.exists():
+        subprocess.run(
+            [
+                imageio_ffmpeg.get_ffmpeg_exe(),
+                "-v",
+                "error",
+                "-y",
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc=size=160x90",
+                "-frames:v",
+                "1",
+                str(out),
+            ],
+            check=True,
+            timeout=60,
+        )
+    return out.read_bytes()
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -85,8 +117,11 @@ class _QuietServer(ThreadingHTTPServer):
 
 
 class FeedServer:
-    def __init__(self, media: bytes, *, title: str = "Loopback Playlist") -> None:
+    def __init__(
+        self, media: bytes, *, title: str = "Loopback Playlist", thumbnail: bytes = b""
+    ) -> None:
         self.media = media
+        self.thumbnail = thumbnail
         self.title = title
         self.entries: list[Entry] = []
         self.drip_bytes = 2048
@@ -132,11 +167,18 @@ class FeedServer:
         items = "".join(
             f"<item><title>{escape(entry.title)}</title><guid>{escape(entry.guid)}</guid>"
             f"<enclosure url={quoteattr(f'{self.url}/{entry.path}/{entry.guid}.mp4')}"
-            f' length="{len(self.media)}" type="video/mp4"/></item>'
+            f' length="{len(self.media)}" type="video/mp4"/>'
+            + (
+                f"<itunes:image href={quoteattr(f'{self.url}/thumb/{entry.guid}.png')}/>"
+                if entry.thumbnail
+                else ""
+            )
+            + "</item>"
             for entry in self.entries
         )
         return (
-            '<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel>'
+            '<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"'
+            ' xmlns:itunes="http://www.itunes.com/dtds/podcast-1.0.dtd"><channel>'
             f"<title>{escape(self.title)}</title><link>{self.url}/</link>"
             f"<description>test</description>{items}</channel></rss>"
         ).encode()
@@ -153,6 +195,8 @@ class FeedServer:
             request.send_header("Location", target)
             request.send_header("Content-Length", "0")
             request.end_headers()
+        elif parts.path.startswith("/thumb/") and self.thumbnail:
+            self._send(request, 200, self.thumbnail, "image/png", head=head)
         elif parts.path.startswith("/media/"):
             self._send_media(request, head=head)
         elif parts.path.startswith("/slow/"):

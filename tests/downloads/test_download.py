@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
+import imageio_ffmpeg
 import pytest
 from sqlalchemy import Engine
 
@@ -19,7 +21,7 @@ from tests.downloads.conftest import (
     entries,
     media_files,
 )
-from tests.downloads.feed_server import Entry, FeedServer
+from tests.downloads.feed_server import Entry, FeedServer, make_thumbnail
 
 
 def _run(download_id: str, limits: service.Limits, control: Control | None = None, **kw):
@@ -57,6 +59,7 @@ def test_a_fresh_playlist_lands_in_the_users_folder(
         assert Path(item["path"]).stat().st_size == item["size"]
         assert Path(item["path"]).parent == folder.resolve()
     assert shape["totalSize"] == sum(item["size"] for item in shape["files"])
+    assert shape["folder"] == str(folder.resolve())
     assert isinstance(shape["duration"], int | float)
     assert len(archive_rows(engine, user)) == 20
     assert control.progress[-1]["downloaded"] == 20
@@ -139,3 +142,34 @@ def test_quality_and_format_reach_the_files(
     shape = download_row(engine, download_id)["file_paths"]
     assert (shape["quality"], shape["format"]) == ("720p", "mkv")
     assert [item["filename"] for item in shape["files"]] == ["Video 0 [vid000].mkv"]
+
+
+def test_thumbnails_land_beside_the_files_as_jpeg_and_metadata_is_embedded(
+    engine: Engine, user: str, media: bytes, tmp_path: Path, limits: service.Limits
+) -> None:
+    server = FeedServer(media, thumbnail=make_thumbnail(tmp_path))
+    try:
+        server.entries = [Entry("thumb1", "With a poster", thumbnail=True)]
+        download_id = backend_row(engine, user, server.feed_url)
+        report = _run(download_id, limits)
+    finally:
+        server.stop()
+    assert report.status == "completed", report
+    folder = Path(report.folder or "")
+    assert sorted(path.name for path in folder.iterdir()) == [
+        "With a poster [thumb1].jpg",
+        "With a poster [thumb1].mp4",
+    ]
+    assert (folder / "With a poster [thumb1].jpg").read_bytes()[:3] == b"\xff\xd8\xff"
+    probe = subprocess.run(
+        [
+            imageio_ffmpeg.get_ffmpeg_exe(),
+            "-hide_banner",
+            "-i",
+            str(folder / "With a poster [thumb1].mp4"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert "title           : With a poster" in probe.stderr

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import json
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -201,3 +203,29 @@ def test_a_symlinked_playlist_folder_pointing_outside_is_refused(
     assert report.status == "failed"
     assert "outside the download folder" in report.error
     assert list(outside.iterdir()) == []
+
+
+def test_the_cookies_file_is_used_but_never_logged_or_recorded(
+    engine: Engine,
+    user: str,
+    feed: FeedServer,
+    limits: service.Limits,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    cookies = tmp_path / "secret-cookies.txt"
+    cookies.write_text(
+        "# Netscape HTTP Cookie File\n"
+        "127.0.0.1\tFALSE\t/\tFALSE\t2147483647\tSID\ttop-secret-cookie-value\n"
+    )
+    feed.entries = [Entry("cook01", "Video")]
+    download_id = backend_row(engine, user, feed.feed_url)
+    with caplog.at_level(logging.DEBUG):
+        report = _run(download_id, dataclasses.replace(limits, cookies_file=cookies))
+    assert report.status == "completed", report
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert "yt-dlp:" in logged  # yt-dlp's messages were captured
+    assert "top-secret-cookie-value" not in logged
+    assert str(cookies) not in logged
+    row = download_row(engine, download_id)
+    assert "secret" not in json.dumps(row["file_paths"])
