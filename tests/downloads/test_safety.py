@@ -20,6 +20,7 @@ from medianest_workers.db.session import get_engine
 from medianest_workers.downloads import safety, service
 from medianest_workers.downloads.files import playlist_key
 from medianest_workers.downloads.safety import NetworkPolicy
+from medianest_workers.downloads.ytdlp import DownloadOptions, YtdlpLogger, build_options
 from medianest_workers.platform.enqueue import enqueue
 from medianest_workers.platform.errors import PayloadInvalidError
 from medianest_workers.settings import reset_settings_cache
@@ -229,3 +230,29 @@ def test_the_cookies_file_is_used_but_never_logged_or_recorded(
     assert str(cookies) not in logged
     row = download_row(engine, download_id)
     assert "secret" not in json.dumps(row["file_paths"])
+
+
+def test_the_options_run_no_command_and_no_external_downloader() -> None:
+    params = build_options(
+        DownloadOptions(
+            quality="best",
+            fmt="mkv",
+            max_file_bytes=1,
+            sleep_seconds=0,
+            max_sleep_seconds=0,
+            sleep_requests_seconds=0,
+            cookies_file=None,
+            socket_timeout=1,
+        ),
+        logger=YtdlpLogger(),
+    )
+    assert params["external_downloader"] == {"default": "native"}
+    assert {pp["key"] for pp in params["postprocessors"]} == {
+        "MetadataParser",
+        "FFmpegThumbnailsConvertor",
+        "FFmpegVideoRemuxer",
+        "FFmpegMetadata",
+    }
+    for forbidden in ("exec_cmd", "postprocessor_args", "external_downloader_args", "exec"):
+        assert forbidden not in params
+    assert "%(playlist_index)" not in params["outtmpl"]["default"]
