@@ -30,7 +30,8 @@ Enqueue MediaNest background jobs and follow them.
 
 Every request except /healthz, /metrics and this document needs an `X-API-Key` header.
 Every refusal is `{"error": {"code", "message", "field"}}`. `X-Correlation-Id` (or a fresh id)
-is recorded on the jobs a request enqueues and echoed on the response.
+is recorded on the jobs a request enqueues and echoed on the response. No string may hold a
+NUL character (U+0000), which PostgreSQL cannot store: such a request is refused with 422.
 """
 
 

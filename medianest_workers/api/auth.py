@@ -23,6 +23,7 @@ from fastapi.security import APIKeyHeader
 from pydantic import SecretStr
 
 from medianest_workers.api.errors import ApiError
+from medianest_workers.api.routing import StrictQueryRoute
 from medianest_workers.settings import get_settings
 
 HEADER = "X-API-Key"
@@ -70,14 +71,15 @@ def require_api_key(key: str | None = Security(api_key_header)) -> None:
     check_api_key(key)
 
 
-class KeyFirstRoute(APIRoute):
-    """A route that checks the API key before its body is read and parsed."""
+class KeyFirstRoute(StrictQueryRoute):
+    """A route that checks the API key before its query and body are read and parsed."""
 
     def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
-        handler = super().get_route_handler()
+        handler = APIRoute.get_route_handler(self)
 
         async def key_first(request: Request) -> Response:
             check_api_key(request.headers.get(HEADER))
+            self.check_query(request)
             return await handler(request)
 
         return key_first

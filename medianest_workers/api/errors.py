@@ -25,7 +25,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
+from starlette.routing import Match, compile_path
 
 from medianest_workers.platform.errors import (
     IdempotencyConflictError,
@@ -291,11 +291,24 @@ def _platform_handler(
 
 
 def allowed_methods(request: Request) -> list[str]:
-    """Every method some route of the app takes at this request's path.
+    """The methods of the resource at this request's path, as the OpenAPI document lists them.
 
     Starlette answers 405 from the first route whose path matches, so its `Allow` names that
-    route's methods only (POST for `/v1/jobs`, whose GET is another route).
+    route's methods only (POST for `/v1/jobs`, whose GET is another route). A literal path of
+    the document wins over a template that also matches it (`/v1/jobs/batch` is POST only,
+    not the GET of `/v1/jobs/{job_id}`). Paths the document leaves out (its own pages) fall
+    back to every method some route takes.
     """
+    documented: dict[str, dict[str, Any]] = request.app.openapi().get("paths", {})
+    path = request.url.path
+    templates = [path] if path in documented else []
+    if not templates:
+        templates = [
+            template for template in documented if compile_path(template)[0].fullmatch(path)
+        ]
+    if templates:
+        methods = {method.upper() for template in templates for method in documented[template]}
+        return [method for method in _METHODS if method in methods]
     allowed = []
     for method in _METHODS:
         scope = {**request.scope, "method": method}

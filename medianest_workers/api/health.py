@@ -19,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from sqlalchemy import text
 
 from medianest_workers.api.errors import error_body
+from medianest_workers.api.routing import StrictQueryRoute
 from medianest_workers.api.schemas import Health
 from medianest_workers.db.session import get_engine
 
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 CHECK_TIMEOUT_SECONDS = 2.0
 REDIS_TIMEOUT_SECONDS = 1.0
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(tags=["operations"], route_class=StrictQueryRoute)
 
 
 def redis_url_for_client(url: str) -> str:

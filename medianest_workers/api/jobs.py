@@ -225,7 +225,13 @@ def list_jobs(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=queries.MAX_PAGE_SIZE)] = queries.DEFAULT_PAGE_SIZE,
     cursor: Annotated[
-        str | None, Query(max_length=queries.MAX_CURSOR_LENGTH, description="next_cursor")
+        str | None,
+        Query(
+            max_length=queries.MAX_CURSOR_LENGTH,
+            description="a page's next_cursor: `<enqueue time in µs since the epoch>.<job id>`",
+            # Documented here, checked by the query (a mismatch is `invalid_cursor`).
+            json_schema_extra={"pattern": queries.CURSOR_PATTERN},
+        ),
     ] = None,
 ) -> JobList:
     """Jobs, newest first, filtered by kind, state and enqueue time; keyset paginated."""

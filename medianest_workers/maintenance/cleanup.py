@@ -190,6 +190,17 @@ TARGETS: tuple[Target, ...] = (
         retention_setting="health_history_days",
         retention_unit=DAY_SECONDS,
     ),
+    Target(
+        name="notifications",
+        table="mnw_notifications",
+        column="created_at",
+        description="notification delivery records older than the health history",
+        retention_setting="health_history_days",
+        retention_unit=DAY_SECONDS,
+        # One row per transition, finished download or dead job: a small table, so no index
+        # on created_at and no ORDER BY (a batch's scan stops at its LIMIT).
+        ordered=False,
+    ),
 )
 TARGETS_BY_NAME: dict[str, Target] = {target.name: target for target in TARGETS}
 TARGET_NAMES: tuple[str, ...] = tuple(TARGETS_BY_NAME)

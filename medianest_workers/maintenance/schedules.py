@@ -38,6 +38,11 @@ SCHEDULES: list[Schedule] = [
     _cleanup(
         "health_checks", dt.timedelta(hours=1), "health check history past HEALTH_HISTORY_DAYS"
     ),
+    _cleanup(
+        "notifications",
+        dt.timedelta(hours=1),
+        "notification delivery records past HEALTH_HISTORY_DAYS",
+    ),
     Schedule(
         name="maintenance.backup.nightly",
         kind="maintenance.backup",

@@ -38,9 +38,13 @@ class CleanupPayload(BaseModel):
 
     model_config = {"extra": "forbid"}
 
-    targets: list[Annotated[str, AfterValidator(_known_target)]] = Field(
-        default_factory=lambda: list(cleanup_service.TARGET_NAMES), min_length=1
-    )
+    targets: list[
+        Annotated[
+            str,
+            AfterValidator(_known_target),  # refuses an unknown name, listing the known ones
+            Field(json_schema_extra={"enum": list(cleanup_service.TARGET_NAMES)}),
+        ]
+    ] = Field(default_factory=lambda: list(cleanup_service.TARGET_NAMES), min_length=1)
 
     @field_validator("targets")
     @classmethod
@@ -134,10 +138,16 @@ class RotateKeyPayload(BaseModel):
     model_config = {"extra": "forbid"}
 
     old_key_file: str = Field(
-        min_length=2, max_length=4096, description="absolute path, on the worker, of the old key"
+        min_length=2,
+        max_length=4096,
+        description="absolute path, on the worker, of the old key",
+        json_schema_extra={"pattern": "^/"},  # checked by _absolute, with its message
     )
     new_key_file: str = Field(
-        min_length=2, max_length=4096, description="absolute path, on the worker, of the new key"
+        min_length=2,
+        max_length=4096,
+        description="absolute path, on the worker, of the new key",
+        json_schema_extra={"pattern": "^/"},  # checked by _absolute, with its message
     )
     batch_size: int | None = Field(default=None, ge=1, le=10_000, description="ROTATION_BATCH_SIZE")
     from_start: bool = Field(default=False, description="ignore the checkpoints, check every row")

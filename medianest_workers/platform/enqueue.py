@@ -26,6 +26,7 @@ from medianest_workers.platform.errors import (
     PayloadInvalidError,
     UnknownJobKindError,
 )
+from medianest_workers.platform.payload_schema import schema_violations
 from medianest_workers.platform.registry import JobSpec, find_spec
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,11 @@ def validate(
             for error in exc.errors()
         ]
         raise PayloadInvalidError(kind, errors, index=index) from None
+    # Pydantic coerces (`false` or `"2"` for an integer); the payload's JSON Schema, the one the
+    # OpenAPI document publishes, does not: what the document calls invalid is refused.
+    mismatches = schema_violations(spec.payload_model, payload)
+    if mismatches:
+        raise PayloadInvalidError(kind, mismatches, index=index)
     return spec, model.model_dump(mode="json")
 
 

@@ -576,12 +576,15 @@ def test_redis_out_of_memory_at_enqueue_is_202_unpublished_not_a_silent_drop(
     url = server.start()
     full = redis.Redis.from_url(url)
     try:
+        for index in range(32):  # 2 MiB of data, then a limit below what is used: full
+            full.set(f"filler:{index}", b"x" * 64 * 1024)
         used = int(full.info("memory")["used_memory"])
         full.config_set("maxmemory-policy", "noeviction")
-        full.config_set("maxmemory", used + 256 * 1024)
+        # Below the data itself, so no freed buffer can make room again (a limit just above
+        # the use let a small publish through now and then).
+        full.config_set("maxmemory", used - 1024 * 1024)
         with pytest.raises(redis.exceptions.OutOfMemoryError, match="maxmemory"):
-            for index in range(1000):
-                full.set(f"filler:{index}", b"x" * 64 * 1024)
+            full.set("filler:one-more", b"x")
         broker = Celery("full-broker", set_as_current=False)
         celery_app_module.configure(broker, load_settings(redis_url=url))
         real_app = enqueue_module.celery_app
@@ -591,7 +594,7 @@ def test_redis_out_of_memory_at_enqueue_is_202_unpublished_not_a_silent_drop(
         finally:
             monkeypatch.setattr(enqueue_module, "celery_app", real_app)
             broker.close()
-        assert not any(key.startswith(b"mnw") for key in full.keys("*"))  # nothing got in
+        assert not [key for key in full.keys("*") if key.startswith(b"mnw")]  # nothing got in
     finally:
         full.close()
         server.stop()

@@ -41,6 +41,9 @@ INSERT: dict[str, str] = {
         "INSERT INTO mnw_health_checks (service_name, kind, checked_at, result, status,"
         " consecutive_failures) VALUES (:key, 'http', :at, 'up', 'up', 0)"
     ),
+    "notifications": (
+        "INSERT INTO mnw_notifications (dedup_key, title, created_at) VALUES (:key, 't', :at)"
+    ),
 }
 
 #: target -> the keys of its rows.
@@ -52,6 +55,7 @@ KEYS: dict[str, str] = {
     "error_logs": "SELECT id FROM error_logs",
     "jobs": "SELECT id FROM mnw_jobs",
     "health_checks": "SELECT service_name FROM mnw_health_checks",
+    "notifications": "SELECT dedup_key FROM mnw_notifications",
 }
 
 

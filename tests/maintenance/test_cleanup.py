@@ -35,6 +35,7 @@ def test_every_target_is_declared_once_with_a_schedule() -> None:
         "error_logs",
         "jobs",
         "health_checks",
+        "notifications",
     )
     scheduled = [entry for entry in beat_schedule.SCHEDULES if entry.kind == "maintenance.cleanup"]
     assert sorted(entry.payload["targets"][0] for entry in scheduled) == sorted(

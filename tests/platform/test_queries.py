@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import re
 import uuid
 from typing import Any
 
@@ -116,11 +117,27 @@ def test_a_full_last_page_has_no_next_cursor(engine, session_factory) -> None:
         base64.urlsafe_b64encode(b'["2025-01-01T00:00:00", "a\\u0000b"]').decode(),
         base64.urlsafe_b64encode(b'["2025-01-01T00:00:00", "\\ud800"]').decode(),
         "A" * 1000,
+        "1733234000000000",  # no id
+        ".3b9f",  # no time
+        "-5.3b9f",
+        "123456789012345678.3b9f",  # more than the 17 digits a position has
+        "1733234000000000.a b",
+        "1733234000000000.a\x00b",
+        "1733234000000000." + "a" * 201,
     ],
 )
 def test_a_cursor_not_made_by_list_jobs_is_refused(cursor: str) -> None:
     with pytest.raises(InvalidCursorError):
         queries.list_jobs(cursor=cursor)
+
+
+@pytest.mark.parametrize(
+    "cursor", ["0.a", "99999999999999999.zzz", "1733234000000000.not-one-of-ours", "5.A_b:c-d"]
+)
+def test_every_cursor_of_the_documented_form_is_a_position(cursor: str) -> None:
+    # What the OpenAPI document's pattern admits, the query takes (a fuzzer's valid value works).
+    assert re.fullmatch(queries.CURSOR_PATTERN, cursor)
+    queries.list_jobs(cursor=cursor, limit=1)
 
 
 @pytest.mark.parametrize("limit", [0, -1, queries.MAX_PAGE_SIZE + 1])
