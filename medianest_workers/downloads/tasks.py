@@ -22,7 +22,6 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from medianest_workers.db.session import get_engine
 from medianest_workers.downloads import records
-from medianest_workers.downloads.safety import check_playlist_url, network_policy
 from medianest_workers.platform import events
 from medianest_workers.platform.context import JobContext
 from medianest_workers.platform.enqueue import JobRequest, enqueue_many
@@ -30,7 +29,6 @@ from medianest_workers.platform.errors import JobCancelledError, PermanentError
 from medianest_workers.platform.jobs import job
 from medianest_workers.platform.queues import Queue
 from medianest_workers.platform.registry import EmptyPayload, RetryPolicy
-from medianest_workers.settings import get_settings
 
 if TYPE_CHECKING:
     from medianest_workers.downloads.service import RunReport
@@ -44,12 +42,41 @@ PICKUP_BATCH = 100
 Quality = Literal["best", "2160p", "1440p", "1080p", "720p", "480p", "360p"]
 Format = Literal["mp4", "webm", "mkv"]
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+#: What a playlist URL must look like at enqueue: http(s), a host, no user:password@, no
+#: space. Hosts (DOWNLOAD_ALLOWED_HOSTS) and addresses depend on the configuration and on
+#: DNS: the worker checks them (downloads/safety.py), before and during the download.
+URL_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]?://[^\s/?#@]+([/?#]\S*)?$"
+_URL = re.compile(URL_PATTERN)
+#: The two forms, as JSON Schema says them (the OpenAPI document, and the check after
+#: pydantic's): an existing row, or a new download.
+_FORMS: dict[str, Any] = {
+    "oneOf": [
+        {
+            "title": "existing row",
+            "required": ["download_id"],
+            "properties": {
+                "download_id": {"type": "string"},
+                "user_id": {"type": "null"},
+                "url": {"type": "null"},
+            },
+        },
+        {
+            "title": "new download",
+            "required": ["user_id", "url"],
+            "properties": {
+                "download_id": {"type": "null"},
+                "user_id": {"type": "string"},
+                "url": {"type": "string"},
+            },
+        },
+    ]
+}
 
 
 class PlaylistPayload(BaseModel):
     """Either `user_id` and `url` (a new download) or `download_id` (an existing row)."""
 
-    model_config = {"extra": "forbid"}
+    model_config = {"extra": "forbid", "json_schema_extra": _FORMS}
 
     download_id: str | None = Field(
         default=None, pattern=_ID.pattern, description="an existing youtube_downloads row"
@@ -60,7 +87,11 @@ class PlaylistPayload(BaseModel):
     url: str | None = Field(
         default=None,
         max_length=2048,
-        description="the playlist URL: http(s) on DOWNLOAD_ALLOWED_HOSTS (a new download)",
+        description=(
+            "the playlist URL (a new download): http(s); its host must be one of"
+            " DOWNLOAD_ALLOWED_HOSTS (checked by the worker, with every address it reaches)"
+        ),
+        json_schema_extra={"pattern": URL_PATTERN},
     )
     quality: Quality = Field(default="1080p", description="the highest resolution wanted")
     format: Format = Field(default="mp4", description="the container of the files")
@@ -70,13 +101,13 @@ class PlaylistPayload(BaseModel):
     def _url(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        settings = get_settings()
-        return check_playlist_url(
-            value,
-            allowed_hosts=settings.download_allowed_hosts,
-            policy=network_policy(settings),
-            resolve_host=False,
-        )
+        if not _URL.search(value):
+            if "@" in value.split("//", 1)[-1].split("/", 1)[0]:
+                raise ValueError("must not carry a user name or password")
+            raise ValueError(
+                "must be an http:// or https:// URL (no file:, ytsearch: or bare words)"
+            )
+        return value
 
     @model_validator(mode="after")
     def _one_form(self) -> PlaylistPayload:

@@ -48,8 +48,7 @@ def client(
         ("ytsearch10:cats", "http:// or https://"),
         ("never gonna give you up", "http:// or https://"),
         ("ftp://127.0.0.1/feed.xml", "http:// or https://"),
-        ("http://169.254.169.254/latest/meta-data/", "not allowed"),
-        ("http://evil.example/playlist", "not allowed"),
+        ("http:///etc/passwd", "http:// or https://"),
         ("http://user:secret@127.0.0.1/feed.xml", "user name or password"),
     ],
 )
@@ -68,18 +67,44 @@ def test_bad_urls_are_refused_at_enqueue_with_a_422_naming_payload_url(
         assert connection.execute(text("SELECT count(*) FROM mnw_jobs")).scalar_one() == 0
 
 
-def test_metadata_addresses_are_refused_even_when_private_networks_are_allowed(
-    download_env: Path, monkeypatch: pytest.MonkeyPatch, session_factory
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("http://169.254.169.254/latest/meta-data/", "not allowed"),
+        ("http://evil.example/playlist", "not allowed"),
+    ],
+)
+def test_hosts_off_the_allow_list_are_refused_by_the_worker_before_any_request(
+    engine: Engine, user: str, limits: service.Limits, url: str, why: str
 ) -> None:
-    monkeypatch.setenv("DOWNLOAD_ALLOWED_HOSTS", "169.254.169.254,10.0.0.5")
-    monkeypatch.setenv("DOWNLOAD_ALLOW_PRIVATE_NETWORKS", "true")
-    reset_settings_cache()
-    with pytest.raises(PayloadInvalidError) as refused:
-        enqueue("downloads.playlist", {"user_id": "u1", "url": "http://169.254.169.254/x"})
-    assert refused.value.fields()[0]["field"] == "payload.url"
-    assert "metadata" in refused.value.fields()[0]["message"]
-    # A private homelab address is fine with DOWNLOAD_ALLOW_PRIVATE_NETWORKS=true.
-    assert enqueue("downloads.playlist", {"user_id": "u1", "url": "http://10.0.0.5/feed"}).created
+    """Accepted at enqueue (the allow-list is configuration, not the document's schema)."""
+    assert enqueue("downloads.playlist", {"user_id": user, "url": url}).created
+    download_id = backend_row(engine, user, url)
+    report = _run(download_id, limits)
+    assert report.status == "failed"
+    assert why in report.error and "DOWNLOAD_ALLOWED_HOSTS" in report.error
+    assert download_row(engine, download_id)["file_paths"]["error"] == report.error
+
+
+def test_metadata_addresses_are_refused_even_when_private_networks_are_allowed(
+    engine: Engine, user: str, limits: service.Limits
+) -> None:
+    homelab = dataclasses.replace(
+        limits,
+        allowed_hosts=("169.254.169.254", "10.0.0.5"),
+        policy=NetworkPolicy(allow_private=True),
+    )
+    download_id = backend_row(engine, user, "http://169.254.169.254/latest/meta-data/")
+    report = _run(download_id, homelab)
+    assert report.status == "failed"
+    assert "cloud metadata address" in report.error
+    # A private homelab address passes the URL check with DOWNLOAD_ALLOW_PRIVATE_NETWORKS.
+    assert (
+        safety.check_playlist_url(
+            "http://10.0.0.5/feed", allowed_hosts=homelab.allowed_hosts, policy=homelab.policy
+        )
+        == "http://10.0.0.5/feed"
+    )
 
 
 def test_private_addresses_are_refused_unless_allowed() -> None:
@@ -99,6 +124,24 @@ def test_user_ids_that_are_not_plain_names_are_refused(download_env: Path, sessi
     with pytest.raises(PayloadInvalidError) as refused:
         enqueue("downloads.playlist", {"user_id": "../etc", "url": "http://127.0.0.1/f"})
     assert refused.value.fields()[0]["field"] == "payload.user_id"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {},
+        {"user_id": "u1"},
+        {"url": "https://www.youtube.com/playlist?list=PL1"},
+        {"download_id": "d1", "user_id": "u1"},
+        {"download_id": "d1", "user_id": "u1", "url": "https://www.youtube.com/watch?v=x"},
+    ],
+)
+def test_a_payload_is_one_form_or_the_other(
+    download_env: Path, session_factory, payload: dict
+) -> None:
+    with pytest.raises(PayloadInvalidError) as refused:
+        enqueue("downloads.playlist", payload)
+    assert "download_id" in refused.value.fields()[0]["message"]
 
 
 def _run(download_id: str, limits: service.Limits) -> service.RunReport:
