@@ -1,7 +1,9 @@
 """What a download may touch: which URLs (SSRF guard) and which paths (the user's folder).
 
-A playlist URL is checked at enqueue (the payload's validator: a 422 naming `payload.url`)
-and again in the worker. Every request yt-dlp then makes (the playlist page, each redirect,
+A playlist URL's shape (http(s), a host, no user:password@) is checked at enqueue (the
+payload of downloads/tasks.py: a 422 naming `payload.url`); `check_playlist_url`, in the
+worker before anything is fetched, checks its host against DOWNLOAD_ALLOWED_HOSTS and its
+addresses. Every request yt-dlp then makes (the playlist page, each redirect,
 each media and thumbnail URL) goes through `check_fetch_url` (downloads/ytdlp.py's request
 handler), and every connection it opens has its peer address checked too (DNS rebinding).
 
