@@ -126,7 +126,10 @@ def finish(
 #: running with this download_id, nor one whose id is the row's (our own rows).
 _UNOWNED_QUEUED = text(
     """
-    SELECT d.id, d.user_id FROM youtube_downloads d
+    SELECT d.id, d.user_id,
+        CASE WHEN jsonb_typeof(d.file_paths -> 'run') = 'number'
+            THEN (d.file_paths ->> 'run')::numeric::bigint ELSE 0 END AS run
+    FROM youtube_downloads d
     WHERE d.status = 'queued'
       AND NOT EXISTS (
         SELECT 1 FROM mnw_jobs j
@@ -139,9 +142,12 @@ _UNOWNED_QUEUED = text(
 )
 
 
-def unowned_queued(connection: Connection, *, limit: int) -> list[tuple[str, str]]:
-    """(id, user id) of the backend's queued rows that no job of ours holds, oldest first."""
-    return [(row.id, row.user_id) for row in connection.execute(_UNOWNED_QUEUED, {"limit": limit})]
+def unowned_queued(connection: Connection, *, limit: int) -> list[tuple[str, str, int]]:
+    """(id, user id, finished runs) of the queued rows no job of ours holds, oldest first."""
+    return [
+        (row.id, row.user_id, int(row.run))
+        for row in connection.execute(_UNOWNED_QUEUED, {"limit": limit})
+    ]
 
 
 #: Rows left `downloading` by a job that ended without finishing them (dead: killed each

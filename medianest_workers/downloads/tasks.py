@@ -8,7 +8,8 @@ commits, `download.finished` is announced (platform/events.py): the health famil
 it, the Plex step subscribes to it.
 
 `downloads.pickup`, on beat every minute: the backend's `queued` rows that no job of ours
-holds get a `downloads.playlist` job each, exactly once (idempotency key on the row id);
+holds get a `downloads.playlist` job each, exactly once (idempotency key on the row id and
+its count of finished runs, so a row queued again after a run gets a new one);
 rows left `downloading` by a job that ended `dead` or `failed` are marked `failed`.
 """
 
@@ -213,10 +214,12 @@ def pickup(ctx: JobContext, payload: EmptyPayload) -> dict[str, Any]:
             JobRequest(
                 kind=PLAYLIST_KIND,
                 payload={"download_id": download_id},
-                idempotency_key=f"{PLAYLIST_KIND}:{download_id}",
+                # Once per row and run: a row the backend queues again after a finished run
+                # gets a new job; two pickups before the job ends make one.
+                idempotency_key=f"{PLAYLIST_KIND}:{download_id}:{run}",
                 user_id=user_id,
             )
-            for download_id, user_id in rows
+            for download_id, user_id, run in rows
         ],
         correlation_id=ctx.correlation_id,
     )

@@ -178,6 +178,24 @@ def test_pickup_enqueues_each_backend_row_once(
     # A pickup after the end enqueues nothing (the row is no longer queued).
     third = enqueue("downloads.pickup", {})
     assert wait_terminal(engine, third.job_id)["result"] == {"enqueued": 0, "existing": 0}
+    # The backend queues the row again: it gets a new job (its second run), once.
+    with engine.begin() as connection:
+        connection.execute(
+            text("UPDATE youtube_downloads SET status = 'queued' WHERE id = :id"), {"id": first}
+        )
+    fourth = enqueue("downloads.pickup", {})
+    done = wait_terminal(engine, fourth.job_id)
+    assert done["result"] == {"enqueued": 1, "existing": 0}, done
+    wait_for(lambda: download_row(engine, first)["status"] == "completed", timeout=60)
+    assert download_row(engine, first)["file_paths"]["run"] == 2
+    with engine.connect() as connection:
+        keys = connection.execute(
+            text(
+                "SELECT idempotency_key FROM mnw_jobs WHERE kind = 'downloads.playlist'"
+                " ORDER BY enqueued_at"
+            )
+        ).scalars()
+        assert list(keys) == [f"downloads.playlist:{first}:0", f"downloads.playlist:{first}:1"]
 
 
 def test_pickup_fails_rows_left_downloading_by_a_dead_job(
