@@ -98,6 +98,25 @@ class Settings(BaseSettings):
     # Network peers.
     http_timeout_seconds: float = Field(default=10.0, gt=0)
 
+    # Downloads into Plex (downloads/plex.py): after a download, `downloads.plex_sync` scans
+    # exactly the playlist's folder in this library and keeps a collection per playlist. The
+    # server's URL is the `service_config` row `plex`; its token that row's api_key or the
+    # owner's users.plex_token (decrypted in the worker only).
+    #: The Plex library (a "Movies" or "Other Videos" library) the download folders are in.
+    plex_youtube_library: str = Field(default="YouTube", min_length=1, max_length=255)
+    #: DOWNLOAD_ROOT as the Plex server sees it (mounted elsewhere); default: the same path.
+    plex_download_root: Path | None = None
+    #: After the partial scan, how long one attempt waits for the new files to be indexed,
+    #: and the first interval between looks (it doubles, up to 15 s); files still missing
+    #: then make the attempt retry (backoff).
+    plex_scan_wait_seconds: float = Field(default=120.0, gt=0, le=1800)
+    plex_scan_poll_seconds: float = Field(default=2.0, gt=0, le=60)
+    #: Attempts of one sync (Plex down, files not indexed yet) and the backoff between them:
+    #: exponential from the base, capped, with jitter (the platform's RetryPolicy).
+    plex_sync_max_attempts: int = Field(default=8, ge=1, le=100)
+    plex_sync_backoff_base_seconds: float = Field(default=30.0, gt=0)
+    plex_sync_backoff_max_seconds: float = Field(default=1800.0, gt=0)
+
     # Media requests: Overseerr / Seerr (requests/). The `service_config` row named
     # `overseerr` wins over OVERSEERR_URL / OVERSEERR_API_KEY when it exists and is enabled.
     #: The server's base URL (`http://overseerr:5055`); `/api/v1` is added when missing.
@@ -319,6 +338,10 @@ class Settings(BaseSettings):
         if self.heartbeat_stale_seconds <= 2 * self.heartbeat_interval_seconds:
             raise ValueError(
                 "HEARTBEAT_STALE_SECONDS: must exceed twice HEARTBEAT_INTERVAL_SECONDS"
+            )
+        if self.plex_sync_backoff_base_seconds > self.plex_sync_backoff_max_seconds:
+            raise ValueError(
+                "PLEX_SYNC_BACKOFF_BASE_SECONDS: must not exceed PLEX_SYNC_BACKOFF_MAX_SECONDS"
             )
         return self
 

@@ -11,6 +11,8 @@ class AdvisoryLock(enum.IntEnum):
     MIGRATE = 0x6D6E772D6D696772  # "mnw-migr": one deploy migrates at a time
     BACKUP = 0x6D6E772D6261636B  # "mnw-back": one backup of a database at a time
     HEALTH_ROUND = 0x6D6E772D6865616C  # "mnw-heal": one health round records at a time
+    #: "mnw-plex", XORed with a 32-bit hash of a collection title: one sync per collection.
+    PLEX_COLLECTION = 0x6D6E772D706C6578
     REQUESTS_WRITE = 0x6D6E772D72657177  # "mnw-reqw": one writer of synced media_requests rows
     REQUESTS_PUSH = 0x6D6E772D72657170  # "mnw-reqp": one push to Overseerr at a time
     #: "mnw-down", XORed with a 32-bit hash of the folder: one download per playlist folder.

@@ -7,6 +7,10 @@ existing row, the backend's or a re-run of ours. After the row's final transacti
 commits, `download.finished` is announced (platform/events.py): the health family notifies
 it, the Plex step subscribes to it.
 
+`downloads.plex_sync` (`{"download_id"}`, on `media`): the Plex step of a finished download
+(downloads/plex.py), enqueued by the `download.finished` listener this module subscribes
+(downloads/plex_events.py).
+
 `downloads.pickup`, on beat every minute: the backend's `queued` rows that no job of ours
 holds get a `downloads.playlist` job each, exactly once (idempotency key on the row id and
 its count of finished runs, so a row queued again after a run gets a new one);
@@ -22,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from medianest_workers.db.session import get_engine
-from medianest_workers.downloads import records
+from medianest_workers.downloads import plex, plex_events, records
 from medianest_workers.platform import events
 from medianest_workers.platform.context import JobContext
 from medianest_workers.platform.enqueue import JobRequest, enqueue_many
@@ -30,6 +34,7 @@ from medianest_workers.platform.errors import JobCancelledError, PermanentError
 from medianest_workers.platform.jobs import job
 from medianest_workers.platform.queues import Queue
 from medianest_workers.platform.registry import EmptyPayload, RetryPolicy
+from medianest_workers.settings import get_settings
 
 if TYPE_CHECKING:
     from medianest_workers.downloads.service import RunReport
@@ -226,3 +231,37 @@ def pickup(ctx: JobContext, payload: EmptyPayload) -> dict[str, Any]:
     created = sum(1 for item in done if item.created)
     result = {"enqueued": created, "existing": len(done) - created}
     return {**result, "abandoned": len(abandoned)} if abandoned else result
+
+
+# -- downloads.plex_sync ({"download_id": ...}): the Plex step of a finished download
+# (downloads/plex.py), enqueued by the `download.finished` listener that importing this module
+# subscribes (downloads/plex_events.py). On `media`, not `downloads`: it is calls to a peer and
+# mostly waiting for Plex to index, and must never hold a download slot.
+
+plex_events.subscribe()
+
+_plex_settings = get_settings()
+
+
+#: The limits cover one attempt's wait for the scan plus the calls around it.
+@job(
+    plex_events.PLEX_SYNC_KIND,
+    queue=Queue.MEDIA,
+    payload=plex_events.PlexSyncPayload,
+    soft_time_limit=_plex_settings.plex_scan_wait_seconds + 120,
+    time_limit=_plex_settings.plex_scan_wait_seconds + 150,
+    retry=RetryPolicy(
+        max_attempts=_plex_settings.plex_sync_max_attempts,
+        backoff_base_seconds=_plex_settings.plex_sync_backoff_base_seconds,
+        backoff_max_seconds=_plex_settings.plex_sync_backoff_max_seconds,
+    ),
+)
+def plex_sync(ctx: JobContext, payload: plex_events.PlexSyncPayload) -> dict[str, Any]:
+    """Scan a finished download's folder in Plex and create or extend its collection."""
+
+    def progress(state: dict[str, Any]) -> None:
+        ctx.report_progress({**state, "attempt": ctx.attempt})
+        ctx.check_cancelled()
+
+    report = plex.sync_download(payload.download_id, sleep=ctx.sleep, on_progress=progress)
+    return report.as_json()
