@@ -227,3 +227,27 @@ def test_the_job_announces_download_finished_after_the_commit(
         "user_id": user,
     }
     assert second.fields["downloaded"] == 0
+
+
+def test_a_completed_download_chains_the_plex_step(
+    engine: Engine, user: str, feed: FeedServer, limits: service.Limits
+) -> None:
+    feed.entries = entries(1)
+    download_id = backend_row(engine, user, feed.feed_url)
+    context = JobContext(
+        job_id="job-chain",
+        kind="downloads.playlist",
+        attempt=1,
+        max_attempts=1,
+        correlation_id="c",
+        user_id=None,
+        enqueued_by="test",
+    )
+    tasks.download_playlist(context, tasks.PlaylistPayload(download_id=download_id))
+    with engine.connect() as connection:
+        chained = connection.execute(
+            text("SELECT payload, idempotency_key FROM mnw_jobs WHERE kind = 'downloads.plex_sync'")
+        ).all()
+    assert [(row.payload, row.idempotency_key) for row in chained] == [
+        ({"download_id": download_id}, f"downloads.plex_sync:download.finished:{download_id}:1")
+    ]
