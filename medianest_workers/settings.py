@@ -8,8 +8,9 @@ variable, which the CLI prints without a traceback.
 from __future__ import annotations
 
 import functools
+import ipaddress
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -157,8 +158,49 @@ class Settings(BaseSettings):
     #: for the media, bad tmdb id) is tried again after this long, not at every push.
     overseerr_push_skip_retry_seconds: int = Field(default=3600, ge=60, le=30 * 86_400)
 
-    # Downloads (tests/contracts/medianest-interop.md section 4).
+    # Downloads (tests/contracts/medianest-interop.md section 4; medianest_workers/downloads/).
+    #: Every playlist goes to DOWNLOAD_ROOT/<user id>/<playlist title> [<playlist id>]/.
     download_root: Path = Path("/var/lib/medianest/downloads")
+    #: Playlist URLs must be http(s) on one of these hosts (or a subdomain of one).
+    download_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["youtube.com", "youtu.be", "youtube-nocookie.com"]
+    )
+    #: Allow hosts resolving to private, loopback, link-local or metadata addresses (tests,
+    #: a homelab mirror); every URL yt-dlp fetches is checked against this, redirects too.
+    download_allow_private_networks: bool = False
+    #: Networks allowed although private (CIDRs, comma-separated: `192.168.1.0/24`), for a
+    #: homelab mirror without opening every private address. Cloud metadata addresses
+    #: (169.254.169.254 and the like) are refused whatever these two say.
+    download_allowed_networks: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    #: A Netscape cookies file for sign-in / bot checks; read by the worker only, never logged.
+    ytdlp_cookies_file: Path | None = None
+    #: New downloads a user may start per hour (the backend's figure).
+    download_user_hourly_limit: int = Field(default=5, ge=1, le=1000)
+    #: Bytes a user's folder may hold (10 GiB, the backend's figure). Over it, with
+    #: DOWNLOAD_QUOTA_POLICY `remove_oldest`, the user's oldest downloaded files are removed
+    #: (their archive rows stay, so they are not fetched again); with `refuse`, the download
+    #: stops (`failed`, "quota").
+    download_user_quota_bytes: int = Field(default=10 * 1024**3, ge=1)
+    download_quota_policy: Literal["remove_oldest", "refuse"] = "remove_oldest"
+    #: A download stops (fatal, partial files removed) when the disk has less free space,
+    #: checked before it starts and before each entry.
+    download_min_free_bytes: int = Field(default=1024**3, ge=0)
+    #: Larger media files are not downloaded (yt-dlp's max_filesize).
+    download_max_file_bytes: int = Field(default=4 * 1024**3, ge=1)
+    #: At most this many entries of one playlist are looked at.
+    download_max_playlist_entries: int = Field(default=1000, ge=1, le=100_000)
+    #: Politeness toward the site: a random sleep in [min, max] s before each entry's
+    #: download, and this long between extraction requests.
+    download_sleep_seconds: float = Field(default=2.0, ge=0)
+    download_max_sleep_seconds: float = Field(default=5.0, ge=0)
+    download_sleep_requests_seconds: float = Field(default=0.5, ge=0)
+    #: Progress goes to the job's ledger row at most this often.
+    download_progress_interval_seconds: float = Field(default=1.0, gt=0)
+    #: A download job stops taking new entries after this long (its hard limit is 1 h); the
+    #: next run continues where it stopped (the archive).
+    download_time_limit_seconds: float = Field(default=3000.0, gt=0, le=3300)
+    #: yt-dlp gives up on a silent connection after this long.
+    download_socket_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
 
     # Key rotation.
     rotation_batch_size: int = Field(default=200, ge=1, le=10_000)
@@ -248,11 +290,23 @@ class Settings(BaseSettings):
     def _overseerr_url(cls, value: str | None) -> str | None:
         return _check_url(value, ("http", "https"))
 
-    @field_validator("api_keys", mode="before")
+    @field_validator(
+        "api_keys", "download_allowed_hosts", "download_allowed_networks", mode="before"
+    )
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("download_allowed_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP network (like 192.168.1.0/24)") from None
         return value
 
     @field_validator("notify_urls", mode="before")
@@ -303,6 +357,8 @@ class Settings(BaseSettings):
             )
         if self.cleanup_batch_min_rows > self.cleanup_batch_max_rows:
             raise ValueError("CLEANUP_BATCH_MIN_ROWS: must not exceed CLEANUP_BATCH_MAX_ROWS")
+        if self.download_max_sleep_seconds < self.download_sleep_seconds:
+            raise ValueError("DOWNLOAD_MAX_SLEEP_SECONDS: must not be below DOWNLOAD_SLEEP_SECONDS")
         if self.heartbeat_stale_seconds <= 2 * self.heartbeat_interval_seconds:
             raise ValueError(
                 "HEARTBEAT_STALE_SECONDS: must exceed twice HEARTBEAT_INTERVAL_SECONDS"

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, create_model
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 
 from medianest_workers.api.schemas import MAX_KEY_LENGTH, MAX_USER_ID_LENGTH
 from medianest_workers.platform.registry import JobSpec, all_specs
@@ -25,10 +25,21 @@ _SINGLE = ("/v1/jobs", "post")
 _BATCH = ("/v1/jobs/batch", "post")
 
 
+def _accepts_empty(model: type[BaseModel]) -> bool:
+    """Whether `{}` is a valid payload (no required field, no validator asking for one)."""
+    if any(field.is_required() for field in model.model_fields.values()):
+        return False
+    try:
+        model.model_validate({})
+    except ValidationError:
+        return False
+    return True
+
+
 def _variant(spec: JobSpec, *, batch: bool) -> type[BaseModel]:
     """One kind's request body: `kind` fixed, `payload` of the kind's model."""
-    required = any(f.is_required() for f in spec.payload_model.model_fields.values())
-    # Without required fields the payload may be left out (the API reads it as {}).
+    required = not _accepts_empty(spec.payload_model)
+    # A payload that {} satisfies may be left out (the API reads it as {}).
     payload: Any = (
         (spec.payload_model, ...) if required else (spec.payload_model, Field(default_factory=dict))
     )

@@ -15,3 +15,8 @@ class AdvisoryLock(enum.IntEnum):
     PLEX_COLLECTION = 0x6D6E772D706C6578
     REQUESTS_WRITE = 0x6D6E772D72657177  # "mnw-reqw": one writer of synced media_requests rows
     REQUESTS_PUSH = 0x6D6E772D72657170  # "mnw-reqp": one push to Overseerr at a time
+    #: "mnw-down", XORed with a 32-bit hash of the folder: one download per playlist folder.
+    DOWNLOAD_FOLDER = 0x6D6E772D646F776E
+    #: "mnw-dusr", XORed with a 32-bit hash of the user id: one new download of a user at a
+    #: time passes the hourly limit.
+    DOWNLOAD_USER = 0x6D6E772D64757372

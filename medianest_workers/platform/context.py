@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,10 +21,22 @@ class JobContext:
     user_id: str | None
     enqueued_by: str
     _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
+    _progress_at: float | None = field(default=None, repr=False)
 
-    def report_progress(self, progress: dict[str, Any]) -> None:
-        """Record progress (small JSON) on the job's ledger row; the API shows it."""
+    def report_progress(self, progress: dict[str, Any], *, min_interval: float = 0.0) -> bool:
+        """Record progress (small JSON) on the job's ledger row; the API shows it.
+
+        With `min_interval` (seconds), a report sooner than that after the last recorded
+        one is dropped (a hook called per chunk writes the row at most that often). Returns
+        whether this report was recorded.
+        """
+        now = time.monotonic()
+        last = self._progress_at
+        if min_interval > 0 and last is not None and now - last < min_interval:
+            return False
+        self._progress_at = now
         ledger.set_progress(self.job_id, progress)
+        return True
 
     @property
     def cancel_requested(self) -> bool:

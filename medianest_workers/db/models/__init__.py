@@ -1,6 +1,7 @@
 """Mapped classes: the MediaNest backend's tables and the platform's own."""
 
 from medianest_workers.db.models.backups import Backup
+from medianest_workers.db.models.downloads import DownloadArchiveEntry
 from medianest_workers.db.models.health import HealthCheck, HealthTransition, Notification
 from medianest_workers.db.models.jobs import Job
 from medianest_workers.db.models.key_rotation import KeyRotationCheckpoint
@@ -23,6 +24,7 @@ from medianest_workers.db.models.requests import RequestPush, RequestSyncState
 __all__ = [
     "Account",
     "Backup",
+    "DownloadArchiveEntry",
     "ErrorLog",
     "HealthCheck",
     "HealthTransition",
