@@ -214,7 +214,8 @@ def test_downloads_worker_writes_where_the_settings_say(compose: dict) -> None:
     target = volume.split(":")[1]
     assert worker["environment"]["DOWNLOAD_ROOT"] == target
     assert target == str(Settings.model_fields["download_root"].default)
-    assert build_parser().parse_args(worker["command"]).concurrency == 1
+    # Issue 8: 3 downloads at once by default, the backend's figure.
+    assert build_parser().parse_args(worker["command"]).concurrency == 3
 
 
 def test_backups_land_on_a_named_volume(compose: dict) -> None:
