@@ -32,6 +32,7 @@ from medianest_workers.db.session import sqlalchemy_url
 from medianest_workers.runtime.embedded import EmbeddedPostgres, EmbeddedValkey
 from tests.helpers import free_port, wait_for
 from tests.platform.conftest import REPO_ROOT, Worker
+from tests.reliability.checker import Report, check
 from tests.reliability.jobs import CREATE_TABLES
 
 CATALOG = "tests.reliability.catalog"
@@ -310,6 +311,28 @@ def planned_runs(ids: list[str], specs: list[dict[str, Any]]) -> dict[str, int]:
         job_id: spec["payload"].get("fail_times", 0) + 1
         for job_id, spec in zip(ids, specs, strict=True)
     }
+
+
+def check_mixed(
+    engine: Engine,
+    ids: list[str],
+    specs: list[dict[str, Any]],
+    *,
+    deadline: float,
+    fault_at: Any = None,
+    hit: list[str] | tuple[str, ...] = (),
+) -> Report:
+    """The checker over a scenario's mixed jobs: their batches and planned runs from `specs`."""
+    return check(
+        engine,
+        ids,
+        deadline=deadline,
+        stale_after=STALE_SECONDS,
+        fault_at=fault_at,
+        hit=hit,
+        batch_sizes=batch_sizes(ids, specs),
+        planned_runs=planned_runs(ids, specs),
+    )
 
 
 def start_postgres(tmp_path: Path, settings: dict[str, str] | None = None) -> OwnPostgres:

@@ -7,13 +7,11 @@ import time
 import httpx
 
 from tests.helpers import wait_for
-from tests.reliability.checker import check, database_now, not_terminal, running_ids
+from tests.reliability.checker import database_now, not_terminal, running_ids
 from tests.reliability.conftest import (
-    STALE_SECONDS,
     Scenario,
-    batch_sizes,
+    check_mixed,
     mixed_jobs,
-    planned_runs,
 )
 from tests.reliability.test_worker_kill import expected_states
 
@@ -97,16 +95,7 @@ def test_the_database_out_of_connections_bounds_every_wait_and_loses_nothing(
     finally:
         exhaustion.end()
 
-    report = check(
-        scenario.engine,
-        ids,
-        deadline=150,
-        stale_after=STALE_SECONDS,
-        fault_at=fault_at,
-        hit=hit,
-        batch_sizes=batch_sizes(ids, specs),
-        planned_runs=planned_runs(ids, specs),
-    )
+    report = check_mixed(scenario.engine, ids, specs, deadline=150, fault_at=fault_at, hit=hit)
     log = worker.log()
     refused = log.count("cannot reach the ledger")
     slowest = max(seconds for *_, seconds in answers)

@@ -8,13 +8,11 @@ import time
 from sqlalchemy import text
 
 from tests.helpers import wait_for
-from tests.reliability.checker import check, database_now, not_terminal, running_ids
+from tests.reliability.checker import database_now, not_terminal, running_ids
 from tests.reliability.conftest import (
-    STALE_SECONDS,
     Scenario,
-    batch_sizes,
+    check_mixed,
     mixed_jobs,
-    planned_runs,
 )
 from tests.reliability.test_worker_kill import expected_states
 
@@ -73,16 +71,7 @@ def test_a_table_lock_past_lock_timeout_fails_fast_and_is_retried(scenario: Scen
         time.sleep(0.1)
     holder.join()
 
-    report = check(
-        scenario.engine,
-        ids,
-        deadline=120,
-        stale_after=STALE_SECONDS,
-        fault_at=fault_at,
-        hit=hit,
-        batch_sizes=batch_sizes(ids, specs),
-        planned_runs=planned_runs(ids, specs),
-    )
+    report = check_mixed(scenario.engine, ids, specs, deadline=120, fault_at=fault_at, hit=hit)
     most_waiting = max(waiting for waiting, _ in samples)
     most_backends = max(total for _, total in samples)
     print(

@@ -9,13 +9,11 @@ import time
 from sqlalchemy import text
 
 from tests.helpers import wait_for
-from tests.reliability.checker import check, database_now, running_ids
+from tests.reliability.checker import database_now, running_ids
 from tests.reliability.conftest import (
-    STALE_SECONDS,
     Scenario,
-    batch_sizes,
+    check_mixed,
     mixed_jobs,
-    planned_runs,
 )
 from tests.reliability.test_worker_kill import expected_states
 
@@ -62,16 +60,7 @@ def test_a_paused_backend_ends_the_job_by_its_soft_limit(scenario: Scenario) -> 
     finally:
         os.kill(backend, signal.SIGCONT)
 
-    report = check(
-        scenario.engine,
-        ids,
-        deadline=120,
-        stale_after=STALE_SECONDS,
-        fault_at=fault_at,
-        hit=hit,
-        batch_sizes=batch_sizes(ids, specs),
-        planned_runs=planned_runs(ids, specs),
-    )
+    report = check_mixed(scenario.engine, ids, specs, deadline=120, fault_at=fault_at, hit=hit)
     print(
         f"\nbackend paused {PAUSE_SECONDS} s: faults=1 attempt_ended_after={ended_after:.1f} s"
         f" {report.summary()}"

@@ -7,13 +7,11 @@ import time
 from sqlalchemy import text
 
 from tests.helpers import wait_for
-from tests.reliability.checker import check, database_now, running_ids
+from tests.reliability.checker import database_now, running_ids
 from tests.reliability.conftest import (
-    STALE_SECONDS,
     Scenario,
-    batch_sizes,
+    check_mixed,
     mixed_jobs,
-    planned_runs,
 )
 from tests.reliability.test_worker_kill import expected_states
 
@@ -51,16 +49,7 @@ def test_postgres_restarted_mid_batch_rolls_the_batch_back_and_the_job_retries(
     scenario.postgres.restart_immediately()
     print(f"\nPostgreSQL restart took {time.monotonic() - started:.1f} s")
 
-    report = check(
-        scenario.engine,
-        ids,
-        deadline=150,
-        stale_after=STALE_SECONDS,
-        fault_at=fault_at,
-        hit=hit,
-        batch_sizes=batch_sizes(ids, specs),
-        planned_runs=planned_runs(ids, specs),
-    )
+    report = check_mixed(scenario.engine, ids, specs, deadline=150, fault_at=fault_at, hit=hit)
     print(
         f"PostgreSQL restart mid-batch: faults=1 open_batches={in_batch} hit={len(hit)}"
         f" {report.summary()} rescuer_requeued={rescuer.total('requeued_running')}"

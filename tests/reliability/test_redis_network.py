@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import time
 
-from tests.reliability.checker import check, database_now, not_terminal, running_ids
+from tests.reliability.checker import database_now, not_terminal, running_ids
 from tests.reliability.conftest import (
-    STALE_SECONDS,
     Scenario,
-    batch_sizes,
+    check_mixed,
     mixed_jobs,
-    planned_runs,
 )
 from tests.reliability.tcp_proxy import TcpProxy
 from tests.reliability.test_worker_kill import expected_states
@@ -55,16 +53,7 @@ def test_latency_and_resets_toward_redis_degrade_throughput_but_lose_nothing(
         )
         proxy.latency = proxy.jitter = 0.0
 
-        report = check(
-            scenario.engine,
-            ids,
-            deadline=150,
-            stale_after=STALE_SECONDS,
-            fault_at=fault_at,
-            hit=hit,
-            batch_sizes=batch_sizes(ids, specs),
-            planned_runs=planned_runs(ids, specs),
-        )
+        report = check_mixed(scenario.engine, ids, specs, deadline=150, fault_at=fault_at, hit=hit)
         print(
             f"\nRedis latency 50-150 ms + resets every {RESET_EVERY} s for {FAULT_SECONDS} s:"
             f" faults={proxy.resets} resets ({cut} connections cut)"

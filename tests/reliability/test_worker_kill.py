@@ -7,13 +7,11 @@ import signal
 import time
 
 from tests.helpers import wait_for
-from tests.reliability.checker import check, database_now, not_terminal, running_ids
+from tests.reliability.checker import database_now, not_terminal, running_ids
 from tests.reliability.conftest import (
-    STALE_SECONDS,
     Scenario,
-    batch_sizes,
+    check_mixed,
     mixed_jobs,
-    planned_runs,
 )
 
 
@@ -38,16 +36,7 @@ def test_sigkill_of_the_worker_main_process_loses_nothing(scenario: Scenario) ->
     time.sleep(2)
     scenario.start_worker(concurrency=4)
 
-    report = check(
-        scenario.engine,
-        ids,
-        deadline=150,
-        stale_after=STALE_SECONDS,
-        fault_at=fault_at,
-        hit=hit,
-        batch_sizes=batch_sizes(ids, specs),
-        planned_runs=planned_runs(ids, specs),
-    )
+    report = check_mixed(scenario.engine, ids, specs, deadline=150, fault_at=fault_at, hit=hit)
     print(f"\nSIGKILL worker main: faults=1 hit={len(hit)} {report.summary()}")
     print(
         f"rescuer: requeued_running={rescuer.total('requeued_running')}"

@@ -7,13 +7,11 @@ import signal
 from sqlalchemy import text
 
 from tests.helpers import wait_for
-from tests.reliability.checker import check, database_now, running_ids
+from tests.reliability.checker import database_now, running_ids
 from tests.reliability.conftest import (
-    STALE_SECONDS,
     Scenario,
-    batch_sizes,
+    check_mixed,
     mixed_jobs,
-    planned_runs,
 )
 from tests.reliability.test_worker_kill import expected_states
 
@@ -52,16 +50,7 @@ def test_sigterm_during_long_jobs_finishes_them_and_hands_the_rest_back(
     assert sorted(long_rows) == [("succeeded", 1), ("succeeded", 1)], long_rows
 
     scenario.start_worker(concurrency=4)
-    report = check(
-        scenario.engine,
-        ids,
-        deadline=120,
-        stale_after=STALE_SECONDS,
-        fault_at=fault_at,
-        hit=hit,
-        batch_sizes=batch_sizes(ids, specs),
-        planned_runs=planned_runs(ids, specs),
-    )
+    report = check_mixed(scenario.engine, ids, specs, deadline=120, fault_at=fault_at, hit=hit)
     print(f"\nSIGTERM during long jobs: faults=1 hit={len(hit)} {report.summary()}")
     report.assert_ok()
     assert report.lost == [] and report.duplicate_effects == []
