@@ -10,12 +10,13 @@ whose answer waits. Bodies follow overseerr-api.yml and seerr-api.yml (tests che
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.loopback import LoopbackServer
 
 KEY = "fake-overseerr-key"
 
@@ -39,39 +40,15 @@ class FakeOverseerr:
         self.post_hold.set()
         self.posted = threading.Event()
         self.lock = threading.Lock()
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *_args: Any) -> None:
-                pass
-
-            def setup(self) -> None:
-                super().setup()
-                # Headers and body are two writes: without this, Nagle holds the second
-                # until the client's delayed ACK (40 ms a call on loopback).
-                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-            def do_GET(self) -> None:
-                fake.handle(self, "GET")
-
-            def do_POST(self) -> None:
-                fake.handle(self, "POST")
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        self.loopback = LoopbackServer(self.handle)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        return self.loopback.url
 
     def stop(self) -> None:
         self.post_hold.set()
-        self.server.shutdown()
-        self.server.server_close()
+        self.loopback.stop()
 
     # -- data ------------------------------------------------------------------------------
 

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from hypothesis import strategies as st
+
+from tests.loopback import LoopbackServer
 
 MAX_DEPTH = 6
 #: Odd but parseable (the plausible pages use them so that requests reach the database).
@@ -211,36 +211,14 @@ class SpecServer:
     def __init__(self) -> None:
         self.world: dict[str, Any] = {}
         self.calls = 0
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *_args: Any) -> None:
-                pass
-
-            def setup(self) -> None:
-                super().setup()
-                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-            def do_GET(self) -> None:
-                server.answer(self, "GET")
-
-            def do_POST(self) -> None:
-                server.answer(self, "POST")
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        self.loopback = LoopbackServer(self.answer)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        return self.loopback.url
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.loopback.stop()
 
     def body_for(self, method: str, path: str, query: dict[str, str]) -> Any:
         world = self.world
