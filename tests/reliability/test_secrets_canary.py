@@ -71,15 +71,24 @@ def _canary(label: str) -> str:
 
 
 class EchoingOverseerr(FakeOverseerr):
-    """A fake Overseerr that, once `refuse` is set, answers 401 quoting the key it was sent."""
+    """A fake Overseerr that, once `hostile` is set, quotes the key it was sent: request 3 is a
+    well-formed item whose media type is the key, request 2 has the key in every field (not a
+    request at all), anything else answers 401 quoting it."""
 
-    refuse = False
+    hostile = False
 
     def handle(self, handler: Any, method: str) -> None:
-        if self.refuse:
-            sent = handler.headers.get("X-Api-Key")
-            return self.send(handler, 401, {"message": f"Invalid API key {sent}", "key": sent})
-        return super().handle(handler, method)
+        if not self.hostile:
+            return super().handle(handler, method)
+        sent = handler.headers.get("X-Api-Key")
+        if handler.path == "/api/v1/request/3":
+            item = json.loads(json.dumps(self.requests[3]))
+            item["type"] = item["media"]["mediaType"] = sent
+            return self.send(handler, 200, item)
+        if handler.path.startswith("/api/v1/request/"):
+            junk = {"id": sent, "status": sent, "type": sent, "media": sent, "requestedBy": sent}
+            return self.send(handler, 200, {**junk, sent: sent})
+        return self.send(handler, 401, {"message": f"Invalid API key {sent}", "key": sent})
 
 
 def _forms(value: str) -> dict[str, bytes]:
@@ -274,8 +283,8 @@ def test_no_canary_leaks_anywhere(  # noqa: PLR0915 - one scenario, read top to 
         assert any(call.startswith("GET /request") for call in overseerr.calls)
         assert backend.row(first)["plex_collection_id"] is not None
 
-        # Round 2: Overseerr quotes the key in a 401, Plex refuses the token.
-        overseerr.refuse = True
+        # Round 2: Overseerr quotes the key (a 401, a malformed item), Plex refuses the token.
+        overseerr.hostile = True
         plex.token = "not-the-canary-token"
         failing = {
             "requests.sync": enqueue("requests.sync", {"full": True}).job_id,
@@ -286,12 +295,21 @@ def test_no_canary_leaks_anywhere(  # noqa: PLR0915 - one scenario, read top to 
             ).job_id,
         }
         probe = enqueue("health.check_all", {}).job_id
+        # Odd items are skipped, not fatal: the jobs succeed and report the skip.
+        malformed = enqueue("requests.sync_one", {"overseerr_request_id": 2}).job_id
+        odd_type = enqueue("requests.sync_one", {"overseerr_request_id": 3}).job_id
         for kind, job_id in failing.items():
             row = wait_terminal(engine, job_id, timeout=60)
             assert row["state"] == "failed", (kind, row)
             assert row["error_class"] and row["error_message"], (kind, row)
             assert row["error_class"] == ERROR_CLASSES[kind], (kind, row)
         assert wait_terminal(engine, probe, timeout=60)["state"] == "succeeded"
+        skipped = wait_terminal(engine, malformed, timeout=60)
+        assert skipped["state"] == "succeeded", skipped
+        assert skipped["result"]["skipped"] == {"invalid_item": 1}, skipped["result"]
+        skipped = wait_terminal(engine, odd_type, timeout=60)
+        assert skipped["state"] == "succeeded", skipped
+        assert skipped["result"]["skipped"] == {"unsupported_media_type": 1}, skipped["result"]
         with engine.connect() as connection:
             statuses = dict(
                 connection.execute(text("SELECT service_name, status FROM service_status")).all()
@@ -299,7 +317,7 @@ def test_no_canary_leaks_anywhere(  # noqa: PLR0915 - one scenario, read top to 
         # The refused keys are failed checks (degraded, then down after HEALTH_DOWN_AFTER).
         assert statuses.get("plex") != "up" and statuses.get("overseerr") != "up", statuses
 
-        job_ids = [*happy.values(), *failing.values(), probe]
+        job_ids = [*happy.values(), *failing.values(), probe, malformed, odd_type]
 
         def flower_knows_all() -> bool:
             tasks = flower.get("/api/tasks").json()
