@@ -252,6 +252,9 @@ def test_no_canary_leaks_anywhere(  # noqa: PLR0915 - one scenario, read top to 
         second = backend.download(
             backend.files(backend.folder("Second", "PLsecond"), ["Three"]), title="Second"
         )
+        third = backend.download(
+            backend.files(backend.folder("Third", "PLthird"), ["Four"]), title="Third"
+        )
         key_file = tmp_path / "encryption.key"
         key_file.write_text(canaries["encryption_key"])
 
@@ -317,7 +320,14 @@ def test_no_canary_leaks_anywhere(  # noqa: PLR0915 - one scenario, read top to 
         # The refused keys are failed checks (degraded, then down after HEALTH_DOWN_AFTER).
         assert statuses.get("plex") != "up" and statuses.get("overseerr") != "up", statuses
 
-        job_ids = [*happy.values(), *failing.values(), probe, malformed, odd_type]
+        # Round 3: Plex takes the token again, but its only library is named with it.
+        plex.token = canaries["plex_token"]
+        plex.sections[1].title = canaries["plex_token"]
+        no_library = enqueue("downloads.plex_sync", {"download_id": third}).job_id
+        row = wait_terminal(engine, no_library, timeout=60)
+        assert row["state"] == "failed" and row["error_class"] == "PlexLibraryError", row
+
+        job_ids = [*happy.values(), *failing.values(), probe, malformed, odd_type, no_library]
 
         def flower_knows_all() -> bool:
             tasks = flower.get("/api/tasks").json()
