@@ -257,6 +257,8 @@ def test_no_canary_leaks_anywhere(  # noqa: PLR0915 - one scenario, read top to 
         )
         key_file = tmp_path / "encryption.key"
         key_file.write_text(canaries["encryption_key"])
+        other_key_file = tmp_path / "other.key"
+        other_key_file.write_text(secrets.token_hex(24))
 
         worker = start_worker(
             queues="media,downloads,health,maintenance",
@@ -280,6 +282,15 @@ def test_no_canary_leaks_anywhere(  # noqa: PLR0915 - one scenario, read top to 
             "maintenance.query_stats": enqueue("maintenance.query_stats", {}).job_id,
             "platform.noop": enqueue("platform.noop", {}).job_id,
         }
+        # A rotation to the canary key from a key that opens nothing: every value is already
+        # under the new key, so it rewrites nothing and succeeds, reporting its progress.
+        rotation = enqueue(
+            "maintenance.rotate_key",
+            {"old_key_file": str(other_key_file), "new_key_file": str(key_file)},
+        ).job_id
+        row = wait_terminal(engine, rotation, timeout=60)
+        assert row["state"] == "succeeded", row
+        assert row["progress"], row
         for kind, job_id in happy.items():
             row = wait_terminal(engine, job_id, timeout=60)
             assert row["state"] == "succeeded", (kind, row)
@@ -327,7 +338,15 @@ def test_no_canary_leaks_anywhere(  # noqa: PLR0915 - one scenario, read top to 
         row = wait_terminal(engine, no_library, timeout=60)
         assert row["state"] == "failed" and row["error_class"] == "PlexLibraryError", row
 
-        job_ids = [*happy.values(), *failing.values(), probe, malformed, odd_type, no_library]
+        job_ids = [
+            *happy.values(),
+            *failing.values(),
+            probe,
+            malformed,
+            odd_type,
+            no_library,
+            rotation,
+        ]
 
         def flower_knows_all() -> bool:
             tasks = flower.get("/api/tasks").json()
