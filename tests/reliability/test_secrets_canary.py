@@ -40,7 +40,7 @@ from medianest_workers.platform.enqueue import enqueue
 from medianest_workers.platform.registry import load_job_modules
 from medianest_workers.security import crypto
 from medianest_workers.settings import reset_settings_cache
-from tests.downloads_plex.conftest import Backend
+from tests.downloads_plex.conftest import USER_ID, Backend
 from tests.downloads_plex.fake_plex import FakePlex
 from tests.helpers import wait_for
 from tests.ops import conftest as ops_fixtures
@@ -235,7 +235,7 @@ def test_no_canary_leaks_anywhere(  # noqa: PLR0915 - one scenario, read top to 
     overseerr = EchoingOverseerr()
     try:
         plex.add_section("YouTube", locations=[str(backend.root)])
-        overseerr.add_user(1, "canary@example.org", 42)
+        overseerr.add_user(1, f"{USER_ID}@example.org", None)  # the backend user, by email
         for rid in (1, 2, 3):
             overseerr.add_request(rid, user=1, tmdb=100 + rid)
         backend.user(plex_token=canaries["plex_token"])
@@ -294,7 +294,7 @@ def test_no_canary_leaks_anywhere(  # noqa: PLR0915 - one scenario, read top to 
         for kind, job_id in happy.items():
             row = wait_terminal(engine, job_id, timeout=60)
             assert row["state"] == "succeeded", (kind, row)
-        assert any(call.startswith("GET /request") for call in overseerr.calls)
+        assert wait_terminal(engine, happy["requests.sync"])["result"]["created"] == 3
         assert backend.row(first)["plex_collection_id"] is not None
 
         # Round 2: Overseerr quotes the key (a 401, a malformed item), Plex refuses the token.
@@ -355,19 +355,30 @@ def test_no_canary_leaks_anywhere(  # noqa: PLR0915 - one scenario, read top to 
             )
 
         wait_for(flower_knows_all, timeout=30, what="Flower to have seen every task end")
+        # While the worker runs: /api/workers asks it (its stats and configuration).
+        wait_for(
+            lambda: json.loads(flower.get("/api/workers", refresh="true").content) or None,
+            timeout=30,
+            what="Flower to describe the worker",
+        )
+        places = _flower_dump(flower, job_ids)
         worker.stop()  # its log is complete
+        # Messages still in the broker when it is searched: two jobs nobody runs now.
+        waiting = [
+            enqueue("requests.sync", {"full": True}).job_id,
+            enqueue("downloads.plex_sync", {"download_id": third}).job_id,
+        ]
+        job_ids += waiting
 
         with TestClient(create_app(), headers={"X-API-Key": API_KEY}) as api:
-            places = _api_dump(api, job_ids)
-        places.update(_flower_dump(flower, job_ids))
+            places.update(_api_dump(api, job_ids))
         places.update(_redis_dump(redis_client, [f"{redis_prefix}*", *backend_health_keys]))
         places.update(_database_dump(engine))
         places["worker log"] = worker.log_path.read_bytes()
         places["flower log"] = flower.log_path.read_bytes()
-        places["API and test-process log records"] = "\n".join(
-            f"{record.getMessage()} {record.exc_text or ''}" for record in caplog.records
-        ).encode()
-        assert any(key.startswith("redis ") for key in places)
+        places["API and test-process log records"] = caplog.text.encode()
+        in_broker = b"\n".join(v for k, v in places.items() if k.startswith("redis "))
+        assert all(job_id.encode() in in_broker for job_id in waiting), "messages not dumped"
         assert places["table mnw_jobs"] and places["worker log"]
 
         hits = [
