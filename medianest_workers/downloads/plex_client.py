@@ -78,12 +78,12 @@ class PlexClient:
         matching = [s for s in sections if (s.title or "").strip().lower() == wanted]
         if not matching:
             names = ", ".join(repr(s.title) for s in sections) or "none"
-            raise PlexLibraryError(
+            raise self._library_error(
                 f"Plex has no library {title!r} (PLEX_YOUTUBE_LIBRARY); its libraries: {names}"
             )
         section = matching[0]
         if section.type not in VIDEO_SECTION_TYPES:
-            raise PlexLibraryError(
+            raise self._library_error(
                 f"Plex library {title!r} is a {section.type!r} library; the downloads need a"
                 " 'Movies' or 'Other Videos' library (one item per file)"
             )
@@ -98,7 +98,7 @@ class PlexClient:
         locations = [normalize_path(p) for p in self._call("locations", lambda: section.locations)]
         wanted = normalize_path(path)
         if locations and not any(wanted.startswith(p.rstrip("/") + "/") for p in locations):
-            raise PlexLibraryError(
+            raise self._library_error(
                 f"{path!r} is not inside a folder of the Plex library {section.title!r}"
                 f" ({', '.join(locations)}): set PLEX_DOWNLOAD_ROOT to DOWNLOAD_ROOT as the"
                 " Plex server sees it"
@@ -240,6 +240,11 @@ class PlexClient:
                 f"{where} gave an answer that cannot be used on {what} ({type(exc).__name__})"
             )
         return error
+
+    def _library_error(self, message: str) -> PlexLibraryError:
+        """A PlexLibraryError raised outside `_call`: it quotes Plex's names, so it is scrubbed
+        too (a library named with the token must not carry it into the ledger)."""
+        return PlexLibraryError(self._scrub(message))
 
     def _scrub(self, text: str) -> str:
         return text.replace(self._secret, "[token]") if self._secret else text

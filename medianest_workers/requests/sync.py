@@ -22,6 +22,7 @@ never reads a page the walk would not). Local rows to adopt are found in one que
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -39,6 +40,9 @@ from medianest_workers.requests import errors, status_map
 from medianest_workers.requests.client import SERVICE_NAME, OverseerrClient
 from medianest_workers.requests.models import OverseerrRequest, Page, parse_request
 from medianest_workers.timeutil import utcnow
+
+#: A peer's value quoted in a skip's detail: a short lowercase word, never a key-like string.
+_WORD = re.compile(r"[a-z]{1,12}")
 
 MEDIA_TYPES = ("movie", "tv")
 #: Dates further ahead than this are not believed for the watermark.
@@ -311,11 +315,25 @@ def _parse_items(results: Sequence[Any], report: SyncReport) -> list[OverseerrRe
         outcome = parse_request(item)
         if isinstance(outcome, tuple):
             field_name, message = outcome
-            request_id = item.get("id") if isinstance(item, dict) else None
-            report.skip("invalid_item", request_id, f"{field_name}: {message}")
+            report.skip("invalid_item", _peer_id(item), f"{field_name}: {message}")
             continue
         parsed.append(outcome)
     return parsed
+
+
+def _peer_id(item: Any) -> int | None:
+    """The item's id if it is one (an int): the ledger never quotes an arbitrary value of the
+    peer's, which could be anything, the API key it was sent included (secrets canary test)."""
+    request_id = item.get("id") if isinstance(item, dict) else None
+    valid = isinstance(request_id, int) and not isinstance(request_id, bool)
+    return request_id if valid else None
+
+
+def _peer_word(value: str) -> str:
+    """A peer's short word (a media type such as 'music') quoted; anything else is not."""
+    if _WORD.fullmatch(value):
+        return repr(value)
+    return f"(not shown: {len(value)} characters)"
 
 
 def _wanted(item: OverseerrRequest, report: SyncReport) -> _Wanted | None:
@@ -324,7 +342,7 @@ def _wanted(item: OverseerrRequest, report: SyncReport) -> _Wanted | None:
         report.skip("missing_media_type", item.id)
         return None
     if media_type not in MEDIA_TYPES:
-        report.skip("unsupported_media_type", item.id, repr(media_type)[:50])
+        report.skip("unsupported_media_type", item.id, _peer_word(media_type))
         return None
     if item.media is None or item.media.tmdb_id is None:
         report.skip("missing_tmdb_id", item.id)

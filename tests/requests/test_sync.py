@@ -195,6 +195,8 @@ def test_first_sync_resync_and_one_change(
         "unsupported_media_type": 1,
         "unknown_status": 1,
     }
+    odd = [e for e in report.skip_examples if e["reason"] == "unsupported_media_type"]
+    assert odd == [{"id": 252, "reason": "unsupported_media_type", "detail": "'music'"}]
     synced = rows(engine)
     assert set(synced) == {str(rid) for rid in range(1, 251)}
     for rid in range(1, 251):
@@ -309,6 +311,8 @@ def test_wrong_types_are_skips_naming_the_field(
     assert report.skipped["invalid_item"] == 3
     details = " ".join(example["detail"] for example in report.skip_examples)
     assert "id" in details and "media.tmdbId" in details and "updatedAt" in details
+    # The peer's values are not quoted: an id that is no int is left out.
+    assert sorted(map(str, (e["id"] for e in report.skip_examples))) == ["3", "4", "None"]
 
 
 def test_resync_without_change_writes_no_row(
