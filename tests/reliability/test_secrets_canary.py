@@ -40,6 +40,8 @@ from medianest_workers.platform.enqueue import enqueue
 from medianest_workers.platform.registry import load_job_modules
 from medianest_workers.security import crypto
 from medianest_workers.settings import reset_settings_cache
+from tests.downloads.conftest import DOWNLOAD_ENV, entries
+from tests.downloads.feed_server import FeedServer, make_media
 from tests.downloads_plex.conftest import USER_ID, Backend
 from tests.downloads_plex.fake_plex import FakePlex
 from tests.helpers import wait_for
@@ -62,6 +64,7 @@ ERROR_CLASSES = {
     "requests.sync": "AuthFailedError",
     "downloads.plex_sync": "PlexAuthError",
     "maintenance.rotate_key": "PermanentError",
+    "downloads.playlist": "PermanentError",
 }
 
 
@@ -194,6 +197,7 @@ def canaries(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[dict[s
         "plex_token": _canary("plex"),
         "overseerr_key": _canary("overseerr"),
         "encryption_key": _canary("encryption-key"),
+        "youtube_cookie": _canary("cookie"),
     }
     root = tmp_path / "downloads"
     root.mkdir()
@@ -201,6 +205,8 @@ def canaries(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[dict[s
     monkeypatch.setenv("DOWNLOAD_ROOT", str(root))
     monkeypatch.setenv("API_KEYS", API_KEY)
     monkeypatch.setenv("HEALTH_PLATFORM_CHECKS", "false")
+    for name, value in DOWNLOAD_ENV.items():
+        monkeypatch.setenv(name, value)
     monkeypatch.setattr(fake_overseerr, "KEY", values["overseerr_key"])
     reset_settings_cache()
     yield values
@@ -233,6 +239,8 @@ def test_no_canary_leaks_anywhere(  # noqa: PLR0915 - one scenario, read top to 
     backend = Backend(engine, tmp_path / "downloads")
     plex = FakePlex(token=canaries["plex_token"])
     overseerr = EchoingOverseerr()
+    feed = FeedServer(make_media(tmp_path, seconds=1.0))
+    feed.entries = entries(2)
     try:
         plex.add_section("YouTube", locations=[str(backend.root)])
         overseerr.add_user(1, f"{USER_ID}@example.org", None)  # the backend user, by email
@@ -259,6 +267,12 @@ def test_no_canary_leaks_anywhere(  # noqa: PLR0915 - one scenario, read top to 
         key_file.write_text(canaries["encryption_key"])
         other_key_file = tmp_path / "other.key"
         other_key_file.write_text(secrets.token_hex(24))
+        # A browser's cookies for YouTube (Netscape format): read by yt-dlp, never shown.
+        cookies_file = tmp_path / "cookies.txt"
+        cookies_file.write_text(
+            "# Netscape HTTP Cookie File\n"
+            f".youtube.com\tTRUE\t/\tTRUE\t2147483647\tSID\t{canaries['youtube_cookie']}\n"
+        )
 
         worker = start_worker(
             queues="media,downloads,health,maintenance",
@@ -268,6 +282,8 @@ def test_no_canary_leaks_anywhere(  # noqa: PLR0915 - one scenario, read top to 
             HEALTH_TIMEOUT_SECONDS="2",
             OVERSEERR_URL="",
             OVERSEERR_API_KEY="",
+            YTDLP_COOKIES_FILE=str(cookies_file),
+            **DOWNLOAD_ENV,
         )
         flower = start_flower()
 
@@ -281,6 +297,9 @@ def test_no_canary_leaks_anywhere(  # noqa: PLR0915 - one scenario, read top to 
             ).job_id,
             "maintenance.query_stats": enqueue("maintenance.query_stats", {}).job_id,
             "platform.noop": enqueue("platform.noop", {}).job_id,
+            "downloads.playlist": enqueue(
+                "downloads.playlist", {"user_id": USER_ID, "url": feed.feed_url}
+            ).job_id,
         }
         # A rotation to the canary key from a key that opens nothing: every value is already
         # under the new key, so it rewrites nothing and succeeds, reporting its progress.
@@ -306,6 +325,11 @@ def test_no_canary_leaks_anywhere(  # noqa: PLR0915 - one scenario, read top to 
             "maintenance.rotate_key": enqueue(
                 "maintenance.rotate_key",
                 {"old_key_file": str(key_file), "new_key_file": str(key_file)},
+            ).job_id,
+            # A host off DOWNLOAD_ALLOWED_HOSTS: the worker refuses it before any request.
+            "downloads.playlist": enqueue(
+                "downloads.playlist",
+                {"user_id": USER_ID, "url": "http://videos.example.invalid/feed.xml"},
             ).job_id,
         }
         probe = enqueue("health.check_all", {}).job_id
@@ -392,6 +416,7 @@ def test_no_canary_leaks_anywhere(  # noqa: PLR0915 - one scenario, read top to 
     finally:
         overseerr.stop()
         plex.stop()
+        feed.stop()
 
 
 def test_the_search_finds_each_form_of_a_canary() -> None:
