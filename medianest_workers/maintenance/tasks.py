@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -58,16 +57,13 @@ class _Progress:
     def __init__(self, ctx: JobContext) -> None:
         self._ctx = ctx
         self._done: dict[str, int] = {}
-        self._last = 0.0
 
     def __call__(self, report: cleanup_service.TargetReport) -> None:
         self._done[report.name] = report.deleted
-        now = time.monotonic()
-        if report.complete or now - self._last >= PROGRESS_INTERVAL_SECONDS:
-            self._last = now
-            self._ctx.report_progress(
-                {"target": report.name, "batch_rows": report.batch_rows, "deleted": self._done}
-            )
+        self._ctx.report_progress(
+            {"target": report.name, "batch_rows": report.batch_rows, "deleted": self._done},
+            min_interval=0.0 if report.complete else PROGRESS_INTERVAL_SECONDS,
+        )
         self._ctx.check_cancelled()
 
 

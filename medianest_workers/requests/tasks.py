@@ -8,7 +8,7 @@ All on the `media` queue; Overseerr's errors steer the retries (requests/errors.
 
 from __future__ import annotations
 
-import time
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -37,17 +37,14 @@ class SyncOnePayload(BaseModel):
     overseerr_request_id: int = Field(gt=0, le=2**31 - 1, description="Overseerr's request id")
 
 
-class _PageProgress:
-    def __init__(self, ctx: JobContext) -> None:
-        self._ctx = ctx
-        self._last = 0.0
+def _page_progress(ctx: JobContext) -> Callable[[sync.SyncReport], None]:
+    """Page hook: progress at most every PROGRESS_INTERVAL_SECONDS, then the cancel check."""
 
-    def __call__(self, report: sync.SyncReport) -> None:
-        now = time.monotonic()
-        if now - self._last >= PROGRESS_INTERVAL_SECONDS:
-            self._last = now
-            self._ctx.report_progress(report.as_json())
-        self._ctx.check_cancelled()
+    def on_page(report: sync.SyncReport) -> None:
+        ctx.report_progress(report.as_json(), min_interval=PROGRESS_INTERVAL_SECONDS)
+        ctx.check_cancelled()
+
+    return on_page
 
 
 @job(
@@ -66,7 +63,7 @@ def sync_requests(ctx: JobContext, payload: SyncPayload) -> dict[str, Any]:
             get_engine().connect,
             full=payload.full,
             options=sync.SyncOptions.from_settings(),
-            on_page=_PageProgress(ctx),
+            on_page=_page_progress(ctx),
         )
     return report.as_json()
 
