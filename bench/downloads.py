@@ -36,27 +36,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from bench.cleanup import postgres_server
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RUN_ID = uuid.uuid4().hex[:8]
 PREFIX = f"mnw-bench-dl-{RUN_ID}:"
-
-
-@contextlib.contextmanager
-def postgres_server() -> Iterator[str]:
-    """A PostgreSQL server URL: DATABASE_URL when set, else an embedded server."""
-    from medianest_workers.runtime.embedded import EmbeddedPostgres
-
-    given = os.environ.get("DATABASE_URL")
-    if given:
-        yield given
-        return
-    with tempfile.TemporaryDirectory(prefix="mnw-bench-") as folder:
-        server = EmbeddedPostgres(Path(folder) / "pg", keep=False)
-        url = server.start()
-        try:
-            yield url
-        finally:
-            server.stop()
 
 
 def plain_command(feed_url: str, folder: Path, archive: Path) -> list[str]:
