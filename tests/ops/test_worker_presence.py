@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -13,39 +12,14 @@ import redis
 
 from medianest_workers.platform.presence import presence_key_pattern
 from tests.helpers import wait_for
+from tests.ops.conftest import start_cli, stop
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+WORKER = ["worker", "--queues", "health,maintenance", "--concurrency", "1"]
 
 
 def _worker(tmp_path: Path, **env: str) -> subprocess.Popen[bytes]:
-    log = (tmp_path / "worker.log").open("wb")
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "medianest_workers.runtime.cli",
-            "worker",
-            "--queues",
-            "health,maintenance",
-            "--concurrency",
-            "1",
-        ],
-        cwd=REPO_ROOT,
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT), **env},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
+    return start_cli(WORKER, tmp_path / "worker.log", **env)
 
 
 def test_worker_touches_its_liveness_file_and_registers_its_queues(
@@ -72,7 +46,7 @@ def test_worker_touches_its_liveness_file_and_registers_its_queues(
         env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "WORKER_LIVENESS_FILE": str(alive)}
         assert subprocess.run(command, env=env, cwd=REPO_ROOT, check=False).returncode == 0
     finally:
-        _stop(process)
+        stop(process)
         client.close()
     assert not list(client.scan_iter(match=presence_key_pattern(redis_prefix)))
 
@@ -82,7 +56,7 @@ def test_worker_refuses_to_start_beyond_the_connection_budget(tmp_path: Path) ->
     try:
         process.wait(timeout=60)
     finally:
-        _stop(process)
+        stop(process)
     log = (tmp_path / "worker.log").read_text(errors="replace")
     assert process.returncode == 2
     assert "medianest-workers: WORKER_CONCURRENCY: 1 process(es)" in log
@@ -94,26 +68,13 @@ def test_queues_counts_the_consumers_of_several_workers(
 ) -> None:
     """ops/multi-host.md: workers of several hosts show up per queue in `queues` (presence)."""
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "WORKER_LIVENESS_INTERVAL_SECONDS": "0.5"}
-    logs = [(tmp_path / f"w{number}.log").open("wb") for number in range(2)]
     workers = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "medianest_workers.runtime.cli",
-                "worker",
-                "--queues",
-                queues,
-                "--concurrency",
-                "1",
-            ],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+        start_cli(
+            ["worker", "--queues", queues, "--concurrency", "1"],
+            tmp_path / f"w{number}.log",
+            WORKER_LIVENESS_INTERVAL_SECONDS="0.5",
         )
-        for queues, log in zip(("media,health", "health,maintenance"), logs, strict=True)
+        for number, queues in enumerate(("media,health", "health,maintenance"))
     ]
     command = [sys.executable, "-m", "medianest_workers.runtime.cli", "queues", "--json"]
 
@@ -129,6 +90,4 @@ def test_queues_counts_the_consumers_of_several_workers(
         assert counts == {"media": 1, "downloads": 0, "health": 2, "maintenance": 1}
     finally:
         for process in workers:
-            _stop(process)
-        for log in logs:
-            log.close()
+            stop(process)
