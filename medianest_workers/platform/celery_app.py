@@ -18,7 +18,10 @@ from celery import Celery
 from kombu import Exchange
 from kombu import Queue as KombuQueue
 
-from medianest_workers.platform import celery_logging  # noqa: F401  (connects Celery's logging signal)
+from medianest_workers.platform import (
+    celery_logging,  # noqa: F401  (connects Celery's logging signal)
+    kombu_fixes,
+)
 from medianest_workers.platform.catalog import job_module_names
 from medianest_workers.platform.presence import WorkerPresence
 from medianest_workers.platform.queues import AMQP_EXCHANGE_TYPE, REDIS_EXCHANGE_TYPE, Queue
@@ -143,6 +146,7 @@ def configure_beat(app: Celery, settings: Settings) -> None:
     )
 
 
+kombu_fixes.apply()
 app = Celery("medianest_workers", set_as_current=True)
 app.steps["consumer"].add(WorkerPresence)
 
