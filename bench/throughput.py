@@ -264,7 +264,9 @@ def drain(app: object, node: str, queue: str, done: Callable[[], bool]) -> float
     started = time.perf_counter()
     app.control.add_consumer(queue, destination=[destination], reply=False)  # type: ignore[attr-defined]
     while not done():
-        time.sleep(0.005)
+        # Every 50 ms (0.1 % of a 5000-job drain): at 5 ms the ledger's count(*) took a third
+        # of the drain's database time, a cost of the measurement, not of the ledger.
+        time.sleep(0.05)
     return time.perf_counter() - started
 
 
