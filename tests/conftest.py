@@ -116,7 +116,7 @@ def platform_environment(
     try:
         yield
     finally:
-        _delete_keys(redis_server_url, redis_prefix)
+        delete_keys(redis_server_url, redis_prefix)
         for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)
@@ -126,7 +126,7 @@ def platform_environment(
         reset_engine()
 
 
-def _delete_keys(url: str, prefix: str) -> None:
+def delete_keys(url: str, prefix: str) -> None:
     client = redis.Redis.from_url(url)
     try:
         keys = list(client.scan_iter(match=f"{prefix}*", count=1000))

@@ -19,7 +19,8 @@ The fix says what happened: a channel whose transport is detached raises
 errors. The close ignores it as it ignores any other error of a dead connection, the consumer
 reconnects, and the messages it could not hand back stay in kombu's unacked set, from which
 the visibility timeout restores them (and the rescuer republishes jobs the ledger still has
-queued). Applied once, when the Celery app is configured; a no-op if kombu changes shape.
+queued). Applied once, when `celery_app` is imported; a warning and no fix if kombu no
+longer has that method.
 """
 
 from __future__ import annotations
@@ -55,8 +56,7 @@ def apply() -> bool:
         transport = getattr(self, "connection", None)
         if transport is None or getattr(transport, "client", None) is None:
             raise DetachedTransportError("the broker connection of this channel is already closed")
-        result: dict[str, Any] = original(self, *args, **kwargs)
-        return result
+        return original(self, *args, **kwargs)  # type: ignore[no-any-return]
 
     setattr(_connparams, _MARKER, True)
     channel._connparams = _connparams  # type: ignore[method-assign]

@@ -13,21 +13,18 @@ from kombu import Connection, Exchange, Producer
 from kombu import Queue as KombuQueue
 
 from medianest_workers.platform import kombu_fixes
+from tests.conftest import delete_keys
 
 
 @pytest.fixture
-def broker(redis_server_url: str, redis_prefix: str) -> Iterator[tuple[Connection, str, str]]:
+def broker(redis_server_url: str, redis_prefix: str) -> Iterator[tuple[Connection, str]]:
     prefix = f"{redis_prefix}kombu-fix-{uuid.uuid4().hex[:8]}:"
     connection = Connection(redis_server_url, transport_options={"global_keyprefix": prefix})
     try:
-        yield connection, prefix, redis_server_url
+        yield connection, prefix
     finally:
         connection.release()
-        client = redis.Redis.from_url(redis_server_url)
-        keys = list(client.scan_iter(match=f"{prefix}*"))
-        if keys:
-            client.delete(*keys)
-        client.close()
+        delete_keys(redis_server_url, prefix)
 
 
 def test_apply_is_idempotent() -> None:
@@ -38,9 +35,9 @@ def test_apply_is_idempotent() -> None:
 
 
 def test_closing_a_channel_of_a_detached_transport_is_a_connection_error_and_keeps_the_message(
-    broker: tuple[Connection, str, str],
+    broker: tuple[Connection, str], redis_client: redis.Redis
 ) -> None:
-    connection, prefix, url = broker
+    connection, prefix = broker
     assert kombu_fixes.apply()
     queue = KombuQueue("fix", Exchange("fix", type="direct"), routing_key="fix")
     channel = connection.default_channel
@@ -55,8 +52,4 @@ def test_closing_a_channel_of_a_detached_transport_is_a_connection_error_and_kee
     assert isinstance(raised.value, kombu_fixes.DetachedTransportError)
     assert not isinstance(raised.value, AttributeError)
 
-    client = redis.Redis.from_url(url)
-    try:
-        assert client.hlen(f"{prefix}unacked") == 1, "the message left kombu's unacked set"
-    finally:
-        client.close()
+    assert redis_client.hlen(f"{prefix}unacked") == 1, "the message left kombu's unacked set"
