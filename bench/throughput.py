@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import http.client
 import importlib.util
+import json
 import os
 import signal
 import socket
@@ -185,19 +187,32 @@ def api_server() -> Iterator[str]:
 
 
 def publish_http(base: str, count: int, *, batch: int, clients: int) -> float:
-    import httpx
+    """Jobs/s enqueued over HTTP by `clients` threads, each on one keep-alive connection.
 
+    The load comes from the standard library's http.client: the API is measured, not the
+    client. httpx, tried first, spent about 1 ms of CPU per request, as much as the API's
+    own work, on the same two cores.
+    """
+    host, port = base.removeprefix("http://").split(":")
     per_client = count // clients // batch
+    if batch == 1:
+        path, body = "/v1/jobs", json.dumps({"kind": "platform.noop"}).encode()
+    else:
+        jobs = [{"kind": "platform.noop"} for _ in range(batch)]
+        path, body = "/v1/jobs/batch", json.dumps({"jobs": jobs}).encode()
+    headers = {"X-API-Key": API_KEY, "Content-Type": "application/json"}
 
     def client_loop() -> None:
-        with httpx.Client(base_url=base, headers={"X-API-Key": API_KEY}, timeout=30) as client:
+        connection = http.client.HTTPConnection(host, int(port), timeout=30)
+        try:
             for _ in range(per_client):
-                if batch == 1:
-                    response = client.post("/v1/jobs", json={"kind": "platform.noop"})
-                else:
-                    jobs = [{"kind": "platform.noop"} for _ in range(batch)]
-                    response = client.post("/v1/jobs/batch", json={"jobs": jobs})
-                response.raise_for_status()
+                connection.request("POST", path, body=body, headers=headers)
+                response = connection.getresponse()
+                answer = response.read()
+                if response.status != 202:
+                    raise RuntimeError(f"{path} answered {response.status}: {answer[:200]!r}")
+        finally:
+            connection.close()
 
     def run() -> None:
         threads = [threading.Thread(target=client_loop) for _ in range(clients)]

@@ -66,8 +66,12 @@ def check_api_key(key: str | None) -> None:
         )
 
 
-def require_api_key(key: str | None = Security(api_key_header)) -> None:
-    """FastAPI dependency: refuse the request with 401 unless it carries a valid key."""
+async def require_api_key(key: str | None = Security(api_key_header)) -> None:
+    """FastAPI dependency: refuse the request with 401 unless it carries a valid key.
+
+    `async` although it never awaits: FastAPI runs a plain `def` dependency in its thread
+    pool, a thread hop per request for a few microseconds of hashing.
+    """
     check_api_key(key)
 
 

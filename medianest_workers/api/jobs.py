@@ -12,12 +12,14 @@ job, bad cursor) propagate to their handlers in api/errors.py.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import re
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from pydantic import BeforeValidator
+from starlette.concurrency import run_in_threadpool
 
 from medianest_workers.api.auth import KeyFirstRoute, require_api_key
 from medianest_workers.api.errors import IDEMPOTENCY_HEADER, ApiError
@@ -38,8 +40,9 @@ from medianest_workers.api.schemas import (
 )
 from medianest_workers.db.job_states import JobState
 from medianest_workers.platform import ledger, queries
-from medianest_workers.platform.enqueue import Enqueued, JobRequest, enqueue, enqueue_many
+from medianest_workers.platform.enqueue import Enqueued, JobRequest, enqueue_many
 from medianest_workers.platform.errors import JobNotFoundError
+from medianest_workers.platform.group_enqueue import submit_one
 from medianest_workers.platform.registry import all_specs
 
 #: Who the ledger records as having enqueued jobs that came through this API.
@@ -51,7 +54,7 @@ router = APIRouter(
 )
 
 
-def idempotency_key_header(
+async def idempotency_key_header(
     raw: Annotated[
         str | None,
         Header(
@@ -65,7 +68,8 @@ def idempotency_key_header(
     """The `Idempotency-Key` header decoded as UTF-8 (None when absent); 422 when unusable.
 
     Starlette decodes header bytes as latin-1, one character per byte, so encoding back to
-    latin-1 gives exactly the bytes the client sent.
+    latin-1 gives exactly the bytes the client sent. `async` so that FastAPI does not run it
+    in its thread pool (see `require_api_key`).
     """
     if raw is None:
         return None
@@ -110,10 +114,14 @@ def location_of(request: Request, job_id: str) -> str:
 
 
 @router.post("/jobs", status_code=202, response_model=JobAccepted, responses=ERROR_RESPONSES)
-def create_job(body: JobCreate, request: Request, idempotency_key: IdempotencyKey) -> Response:
+async def create_job(
+    body: JobCreate, request: Request, idempotency_key: IdempotencyKey
+) -> Response:
     """Enqueue one job."""
+    # async, the store done by the group committer (platform/group_enqueue.py): concurrent
+    # requests share one transaction and one publish, and no thread waits for either.
     _check_request(body, "", idempotency_key, IDEMPOTENCY_HEADER)
-    result = enqueue(
+    stored = submit_one(
         body.kind,
         body.payload,
         idempotency_key=idempotency_key,
@@ -121,7 +129,11 @@ def create_job(body: JobCreate, request: Request, idempotency_key: IdempotencyKe
         enqueued_by=ENQUEUED_BY,
         correlation_id=correlation_id_of(request),
     )
-    accepted = _accepted([result])[0]
+    result = await asyncio.wrap_future(stored)
+    if result.created:
+        accepted = _accepted([result])[0]  # from the inserted row: no database read
+    else:  # replayed: the job as it is now, read from the ledger
+        accepted = (await run_in_threadpool(_accepted, [result]))[0]
     headers = {"Location": location_of(request, accepted.id)}
     if not result.created:
         headers[REPLAYED_HEADER] = "true"

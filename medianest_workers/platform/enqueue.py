@@ -135,18 +135,42 @@ def _enqueue(
     correlation_id: str | None,
     batch: bool,
 ) -> list[Enqueued]:
-    cid = correlation_id or correlation.current() or correlation.new_correlation_id()
-    rows, specs = _rows(requests, enqueued_by=enqueued_by, correlation_id=cid, batch=batch)
+    rows, specs = prepare_rows(
+        requests, enqueued_by=enqueued_by, correlation_id=correlation_id, batch=batch
+    )
+    return store_and_publish(rows, specs, batch=batch)
+
+
+def store_and_publish(
+    rows: Sequence[dict[str, Any]], specs: Sequence[JobSpec], *, batch: bool
+) -> list[Enqueued]:
+    """Insert validated rows (`prepare_rows`) in one transaction, then publish the new ones.
+
+    A key conflict rolls every row back; see `enqueue_many`.
+    """
     with get_engine().begin() as connection:
         inserted = ledger.insert_jobs(connection, rows)
         holders = inserted.holders
-        existing = _existing_jobs(connection, holders)
+        existing = existing_jobs(connection, holders)
         for index, row in enumerate(rows):  # a conflict rolls the whole batch back
             if holders[row["id"]] != row["id"]:
                 holder = holders[row["id"]]
-                _check_same_request(row, holder, existing[holder], index=index if batch else None)
+                check_same_request(row, holder, existing[holder], index=index if batch else None)
+    return publish_inserted(rows, specs, inserted)
+
+
+def publish_inserted(
+    rows: Sequence[dict[str, Any]], specs: Sequence[JobSpec], inserted: ledger.Inserted
+) -> list[Enqueued]:
+    """Publish the rows this insert created (one pipeline); what enqueue answers for each row.
+
+    A row whose key returned an existing job is not published (its holder was).
+    """
+    holders = inserted.holders
     created = [row for row in rows if holders[row["id"]] == row["id"]]
-    failed = publish([(row["id"], row["kind"], row["queue"], cid) for row in created])
+    failed = publish(
+        [(row["id"], row["kind"], row["queue"], row["correlation_id"]) for row in created]
+    )
     if failed:
         ledger.mark_unpublished(failed)
     return [
@@ -162,6 +186,14 @@ def _enqueue(
         )
         for row, spec in zip(rows, specs, strict=True)
     ]
+
+
+def prepare_rows(
+    requests: Sequence[JobRequest], *, enqueued_by: str, correlation_id: str | None, batch: bool
+) -> tuple[list[dict[str, Any]], list[JobSpec]]:
+    """Validated ledger rows for these requests (the ids are chosen here), or a clear error."""
+    cid = correlation_id or correlation.current() or correlation.new_correlation_id()
+    return _rows(requests, enqueued_by=enqueued_by, correlation_id=cid, batch=batch)
 
 
 def _rows(
@@ -214,7 +246,7 @@ def _as_stored(row: dict[str, Any], times: dict[str, Any], *, unpublished: bool)
     return stored
 
 
-def _existing_jobs(
+def existing_jobs(
     connection: Connection, holders: dict[str, str]
 ) -> dict[str, tuple[str, dict[str, Any]]]:
     ids = [holder for requested, holder in holders.items() if holder != requested]
@@ -224,7 +256,7 @@ def _existing_jobs(
     return {job_id: (kind, payload) for job_id, kind, payload in found}
 
 
-def _check_same_request(
+def check_same_request(
     row: dict[str, Any],
     holder_id: str,
     existing: tuple[str, dict[str, Any]],

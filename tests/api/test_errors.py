@@ -14,7 +14,7 @@ from sqlalchemy import create_engine
 
 from medianest_workers.api import errors as api_errors
 from medianest_workers.platform import enqueue as enqueue_module
-from medianest_workers.platform import queries
+from medianest_workers.platform import group_enqueue, queries
 from medianest_workers.platform.errors import (
     IdempotencyConflictError,
     IdempotencyContentionError,
@@ -315,6 +315,7 @@ def test_platform_errors_map_to_refusals_in_one_place(raised, status, code, fiel
 def test_database_down_answers_503_not_500(client, monkeypatch) -> None:
     dead = create_engine(DEAD_DATABASE, connect_args={"connect_timeout": 1})
     monkeypatch.setattr(enqueue_module, "get_engine", lambda: dead)
+    monkeypatch.setattr(group_enqueue, "get_engine", lambda: dead)  # POST /v1/jobs stores here
     monkeypatch.setattr(queries, "get_engine", lambda: dead)
     for response in (
         client.post("/v1/jobs", json=NOOP),
