@@ -121,14 +121,13 @@ async def create_job(
     # async, the store done by the group committer (platform/group_enqueue.py): concurrent
     # requests share one transaction and one publish, and no thread waits for either.
     _check_request(body, "", idempotency_key, IDEMPOTENCY_HEADER)
-    stored = submit_one(
-        body.kind,
-        body.payload,
+    job = JobRequest(
+        kind=body.kind,
+        payload=body.payload,
         idempotency_key=idempotency_key,
         user_id=body.user_id,
-        enqueued_by=ENQUEUED_BY,
-        correlation_id=correlation_id_of(request),
     )
+    stored = submit_one(job, enqueued_by=ENQUEUED_BY, correlation_id=correlation_id_of(request))
     result = await asyncio.wrap_future(stored)
     if result.created:
         accepted = _accepted([result])[0]  # from the inserted row: no database read

@@ -61,45 +61,23 @@ class _Call:
 
 
 def enqueue_one(
-    kind: str,
-    payload: dict[str, Any] | None = None,
-    *,
-    idempotency_key: str | None = None,
-    user_id: str | None = None,
-    enqueued_by: str = "service",
-    correlation_id: str | None = None,
+    request: JobRequest, *, enqueued_by: str = "service", correlation_id: str | None = None
 ) -> Enqueued:
     """`enqueue()` for one job, stored with the calls other threads make at the same time.
 
     Raises what `enqueue()` raises, for this call only.
     """
-    return submit_one(
-        kind,
-        payload,
-        idempotency_key=idempotency_key,
-        user_id=user_id,
-        enqueued_by=enqueued_by,
-        correlation_id=correlation_id,
-    ).result()
+    return submit_one(request, enqueued_by=enqueued_by, correlation_id=correlation_id).result()
 
 
 def submit_one(
-    kind: str,
-    payload: dict[str, Any] | None = None,
-    *,
-    idempotency_key: str | None = None,
-    user_id: str | None = None,
-    enqueued_by: str = "service",
-    correlation_id: str | None = None,
+    request: JobRequest, *, enqueued_by: str = "service", correlation_id: str | None = None
 ) -> Future[Enqueued]:
     """`enqueue_one()` without waiting: validated here (refusals raise at once), stored by the
     committer thread; the future holds the result, or the refusal of the store.
 
     An event loop awaits it (`asyncio.wrap_future`) instead of blocking a thread on it.
     """
-    request = JobRequest(
-        kind=kind, payload=payload or {}, idempotency_key=idempotency_key, user_id=user_id
-    )
     rows, specs = prepare_rows(
         [request], enqueued_by=enqueued_by, correlation_id=correlation_id, batch=False
     )

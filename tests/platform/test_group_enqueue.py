@@ -18,10 +18,14 @@ import redis
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import IntegrityError
 
-from medianest_workers.platform.enqueue import Enqueued, enqueue
+from medianest_workers.platform.enqueue import Enqueued, JobRequest, enqueue
 from medianest_workers.platform.errors import IdempotencyConflictError, PayloadInvalidError
 from medianest_workers.platform.group_enqueue import enqueue_one
 from tests.platform.conftest import job_row
+
+
+def noop(payload: dict[str, Any] | None = None, **fields: Any) -> JobRequest:
+    return JobRequest(kind="platform.noop", payload=payload or {}, **fields)
 
 
 def transactions(engine: Engine) -> list[int]:
@@ -67,7 +71,7 @@ def in_one_group(engine: Engine, calls: list[Callable[[], Enqueued]]) -> list[Fu
     """Run a first call, hold it on the lock, run `calls` meanwhile, then let all commit."""
     pool = ThreadPoolExecutor(max_workers=len(calls) + 1)
     with committer_held(engine):
-        first = pool.submit(enqueue_one, "platform.noop", {})
+        first = pool.submit(enqueue_one, noop())
         wait_until(lambda: waiting_inserts(engine) == 1)
         futures = [pool.submit(call) for call in calls]
         time.sleep(0.3)  # every call is queued behind the first group
@@ -88,7 +92,7 @@ def test_concurrent_single_enqueues_share_one_transaction(
 ) -> None:
     futures = in_one_group(
         engine,
-        [lambda n=n: enqueue_one("platform.noop", {}, correlation_id=f"c-{n}") for n in range(30)],
+        [lambda n=n: enqueue_one(noop(), correlation_id=f"c-{n}") for n in range(30)],
     )
     results = [future.result() for future in futures]
     assert all(result.created and result.published for result in results)
@@ -102,7 +106,7 @@ def test_concurrent_single_enqueues_share_one_transaction(
 
 def test_a_lone_call_is_stored_at_once(engine, session_factory) -> None:
     started = time.perf_counter()
-    result = enqueue_one("platform.noop", {})
+    result = enqueue_one(noop())
     assert result.created and job_row(engine, result.job_id)["state"] == "queued"
     assert time.perf_counter() - started < 5  # no waiting for a group to fill
     assert transactions(engine) == [1]
@@ -110,7 +114,7 @@ def test_a_lone_call_is_stored_at_once(engine, session_factory) -> None:
 
 def test_validation_refuses_in_the_caller_before_any_group(engine, session_factory) -> None:
     with pytest.raises(PayloadInvalidError):
-        enqueue_one("platform.noop", {"sleep": "long"})
+        enqueue_one(noop({"sleep": "long"}))
     assert transactions(engine) == []
 
 
@@ -119,9 +123,9 @@ def test_a_key_conflict_refuses_that_call_only(engine, session_factory) -> None:
     futures = in_one_group(
         engine,
         [
-            lambda: enqueue_one("platform.noop", {"sleep": 1.0}, idempotency_key="k-held"),
-            lambda: enqueue_one("platform.noop", {"sleep": 0.5}, idempotency_key="k-held"),
-            lambda: enqueue_one("platform.noop", {}, idempotency_key="k-new"),
+            lambda: enqueue_one(noop({"sleep": 1.0}, idempotency_key="k-held")),
+            lambda: enqueue_one(noop({"sleep": 0.5}, idempotency_key="k-held")),
+            lambda: enqueue_one(noop({}, idempotency_key="k-new")),
         ],
     )
     conflict, replay, new = (outcome(future) for future in futures)
@@ -131,9 +135,7 @@ def test_a_key_conflict_refuses_that_call_only(engine, session_factory) -> None:
 
 
 def test_one_key_twice_in_a_group_makes_one_job(engine, session_factory) -> None:
-    futures = in_one_group(
-        engine, [lambda: enqueue_one("platform.noop", {}, idempotency_key="k-twice")] * 5
-    )
+    futures = in_one_group(engine, [lambda: enqueue_one(noop({}, idempotency_key="k-twice"))] * 5)
     results = [future.result() for future in futures]
     assert len({result.job_id for result in results}) == 1
     assert sum(result.created for result in results) == 1
@@ -151,9 +153,9 @@ def test_a_row_the_database_refuses_fails_its_own_call_only(engine, session_fact
         futures = in_one_group(
             engine,
             [
-                lambda: enqueue_one("platform.noop", {}, user_id="fine-1"),
-                lambda: enqueue_one("platform.noop", {}, user_id="refused"),
-                lambda: enqueue_one("platform.noop", {}, user_id="fine-2"),
+                lambda: enqueue_one(noop({}, user_id="fine-1")),
+                lambda: enqueue_one(noop({}, user_id="refused")),
+                lambda: enqueue_one(noop({}, user_id="fine-2")),
             ],
         )
         fine_1, refused, fine_2 = (outcome(future) for future in futures)
@@ -176,7 +178,7 @@ def test_many_threads_lose_no_call(engine, session_factory) -> None:
     def client() -> None:
         for _ in range(25):
             try:
-                result = enqueue_one("platform.noop", {})
+                result = enqueue_one(noop())
             except BaseException as exc:  # noqa: BLE001 - collected, asserted below
                 errors.append(exc)
             else:
