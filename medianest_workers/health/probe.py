@@ -40,6 +40,7 @@ MAX_REDIRECTS = 5
 USER_AGENT = "medianest-workers-health/1"
 
 #: A platform check: raises (any exception) when the part is not healthy; gets the timeout.
+#: A builtin TimeoutError it raises is recorded like the round's own deadline (`Timeout`).
 PlatformProbe = Callable[[float], None]
 
 
