@@ -103,6 +103,9 @@ class Settings(BaseSettings):
     beat_max_interval_seconds: float = Field(default=5.0, gt=0)
     #: A beat that died holds the lock this long at most: the failover time.
     beat_lock_timeout_seconds: int = Field(default=25, ge=2)
+    #: Beat touches this file after every tick (its lock renewed, what was due sent);
+    #: `medianest-workers beat-alive` checks its age: none when unset.
+    beat_liveness_file: Path | None = None
     flower_host: str = "127.0.0.1"
     #: How many tasks Flower keeps in memory (its own default, 100,000, costs memory).
     flower_max_tasks: int = Field(default=10_000, ge=1)

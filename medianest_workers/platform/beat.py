@@ -7,6 +7,11 @@ the `maintenance` queue would wait behind that queue's backlog), and only the be
 the lock runs it. Run it as `celery -A medianest_workers.platform.celery_app:app beat -S
 medianest_workers.platform.beat:LedgerScheduler` (what `medianest-workers beat` does); its
 settings are in celery_app.configure_beat.
+
+After every tick that returned (the lock renewed, what was due sent), the scheduler touches
+BEAT_LIVENESS_FILE when set: `medianest-workers beat-alive` (a container's healthcheck) reads
+its age. A starting beat removes the file first; one stalled in a tick, or still waiting
+for another beat's lock, touches nothing.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import Any
 
 from redbeat import RedBeatScheduler
 
+from medianest_workers.platform.presence import touch
 from medianest_workers.platform.rescuer import rescue_round
 from medianest_workers.platform.schedule_runs import enqueue_slot
 from medianest_workers.platform.schedules import load_schedules
@@ -32,6 +38,10 @@ class LedgerScheduler(RedBeatScheduler):
     """RedBeat, but a due entry becomes a ledger job keyed by (schedule, slot)."""
 
     _next_rescue: float = 0.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._forget_liveness()
 
     def apply_async(self, entry: Any, producer: Any = None, advance: bool = True, **_: Any) -> Any:
         schedule = load_schedules().get(entry.name)
@@ -58,7 +68,24 @@ class LedgerScheduler(RedBeatScheduler):
         if now >= self._next_rescue:
             self._next_rescue = now + get_settings().rescue_interval_seconds
             self._rescue()
+        self._prove_alive()
         return min(remaining, max(0.0, self._next_rescue - time.monotonic()))
+
+    def _forget_liveness(self) -> None:
+        """Remove a liveness file left by an earlier run: alive only once this one ticks."""
+        path = get_settings().beat_liveness_file
+        if path is not None:
+            path.unlink(missing_ok=True)
+
+    def _prove_alive(self) -> None:
+        """Touch BEAT_LIVENESS_FILE (when set): this tick went through."""
+        path = get_settings().beat_liveness_file
+        if path is None:
+            return
+        try:
+            touch(path)
+        except OSError as exc:
+            log.warning("beat: cannot touch %s: %s", path, exc.strerror)
 
     def _rescue(self) -> None:
         try:

@@ -1,10 +1,13 @@
-"""`medianest-workers queues` (the operator's view of the queues) and `worker-alive`.
+"""`medianest-workers queues` (the operator's view of the queues), `worker-alive`, `beat-alive`.
 
 `queues` prints, per queue, its exchange and routing key, the messages waiting in the broker,
 the worker nodes (and processes) consuming it, and the jobs `queued` in the ledger with the
 oldest one's age and id (`--json` for the same as JSON). A broker that does not answer shows
 `?` as the length; exit code 0. `worker-alive` is a container's worker healthcheck: exit 0
 when WORKER_LIVENESS_FILE was touched within `--max-age` seconds, else 1 (no broadcast).
+`beat-alive` is beat's: exit 0 when BEAT_LIVENESS_FILE was touched (after a tick) within
+`--max-age` seconds, by default BEAT_LOCK_TIMEOUT_SECONDS (a beat silent for longer has lost
+its lock, so it no longer schedules), else 1.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ EXIT_NOT_ALIVE = 1
 
 
 def add_ops_commands(subparsers: Any) -> None:
-    """Register `queues` and `worker-alive` on the `add_subparsers()` object of the parser."""
+    """Register `queues`, `worker-alive` and `beat-alive` on the `add_subparsers()` object."""
     queues = subparsers.add_parser(
         "queues", help="each queue: length, consumers, oldest queued job (broker and ledger)"
     )
@@ -38,6 +41,15 @@ def add_ops_commands(subparsers: Any) -> None:
         "--max-age", type=float, metavar="SECONDS", help="default: 3 x WORKER_LIVENESS_INTERVAL"
     )
     alive.set_defaults(handler=run_worker_alive)
+
+    beat_alive = subparsers.add_parser(
+        "beat-alive", help="healthcheck: exit 0 when beat's liveness file is fresh (it ticks)"
+    )
+    beat_alive.add_argument("--file", type=Path, help="default: BEAT_LIVENESS_FILE")
+    beat_alive.add_argument(
+        "--max-age", type=float, metavar="SECONDS", help="default: BEAT_LOCK_TIMEOUT_SECONDS"
+    )
+    beat_alive.set_defaults(handler=run_beat_alive)
 
 
 def run_queues(args: argparse.Namespace) -> int:
@@ -92,18 +104,32 @@ def _age(seconds: float) -> str:
 
 
 def run_worker_alive(args: argparse.Namespace) -> int:
-    from medianest_workers.platform.presence import liveness_age  # noqa: PLC0415
-
     settings = get_settings()
     path = args.file or settings.worker_liveness_file
     if path is None:
         raise SettingsError("WORKER_LIVENESS_FILE: not set (or give --file)")
     max_age = args.max_age or 3 * settings.worker_liveness_interval_seconds
+    return _fresh("worker-alive", path, max_age, "worker not started?")
+
+
+def run_beat_alive(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    path = args.file or settings.beat_liveness_file
+    if path is None:
+        raise SettingsError("BEAT_LIVENESS_FILE: not set (or give --file)")
+    max_age = args.max_age or float(settings.beat_lock_timeout_seconds)
+    return _fresh("beat-alive", path, max_age, "beat not started, or waiting for the lock?")
+
+
+def _fresh(command: str, path: Path, max_age: float, missing_hint: str) -> int:
+    """EXIT_OK when `path` was touched within `max_age` seconds; else the reason on stderr."""
+    from medianest_workers.platform.presence import liveness_age  # noqa: PLC0415
+
     age = liveness_age(path)
     if age is None:
-        print(f"worker-alive: {path} does not exist (worker not started?)", file=sys.stderr)
+        print(f"{command}: {path} does not exist ({missing_hint})", file=sys.stderr)
         return EXIT_NOT_ALIVE
     if age > max_age:
-        print(f"worker-alive: {path} is {age:.0f}s old (more than {max_age:g}s)", file=sys.stderr)
+        print(f"{command}: {path} is {age:.0f}s old (more than {max_age:g}s)", file=sys.stderr)
         return EXIT_NOT_ALIVE
     return EXIT_OK

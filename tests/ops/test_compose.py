@@ -193,7 +193,7 @@ def test_stack_follows_the_operations_rules(compose: dict) -> None:
     for name, service in services.items():
         if name != "migrate":
             assert service["restart"] == "unless-stopped", name
-            assert "healthcheck" in service or name == "beat", name
+            assert "healthcheck" in service, name
         for dependency in service.get("depends_on", {}).values():
             assert dependency["condition"] in ("service_healthy", "service_completed_successfully")
     assert services["migrate"]["restart"] == "no"
@@ -206,6 +206,27 @@ def test_stack_follows_the_operations_rules(compose: dict) -> None:
         assert ("downloads" in queues) == (name == "worker-downloads")
     named = set(compose["volumes"])
     assert {"postgres-data", "redis-data", "backups"} <= named
+
+
+def _liveness_check(compose: dict, name: str) -> tuple[str, str]:
+    """(the `medianest-workers` subcommand of a service's healthcheck, the file it reads)."""
+    test = compose["services"][name]["healthcheck"]["test"]
+    assert test[:2] == ["CMD", "medianest-workers"], name
+    args = build_parser().parse_args(test[2:])
+    return args.command, str(args.file)
+
+
+def test_beat_and_workers_are_checked_by_the_file_their_loop_touches(compose: dict) -> None:
+    """tests/ops/test_beat_liveness.py and test_worker_presence.py run these commands."""
+    for name, service in _active(compose).items():
+        command = service.get("command") or []
+        if command[:1] == ["worker"]:
+            environment_name, check = "WORKER_LIVENESS_FILE", "worker-alive"
+        elif command == ["beat"]:
+            environment_name, check = "BEAT_LIVENESS_FILE", "beat-alive"
+        else:
+            continue
+        assert _liveness_check(compose, name) == (check, service["environment"][environment_name])
 
 
 def test_downloads_worker_writes_where_the_settings_say(compose: dict) -> None:
@@ -282,6 +303,7 @@ def test_joined_stack_uses_the_backends_servers_and_network(joined: dict) -> Non
         assert service["environment"]["DATABASE_URL"] == MEDIANEST_ENV["MEDIANEST_DATABASE_URL"]
         assert service["environment"]["REDIS_URL"] == MEDIANEST_ENV["MEDIANEST_REDIS_URL"]
         assert service["environment"]["WORKER_LIVENESS_FILE"], name  # kept from the base
+        assert service["environment"]["BEAT_LIVENESS_FILE"], name
         build_parser().parse_args(service["command"])
         if name not in ("migrate", "flower"):
             assert service["depends_on"] == {
@@ -290,6 +312,7 @@ def test_joined_stack_uses_the_backends_servers_and_network(joined: dict) -> Non
     assert joined["networks"]["default"] == {"name": "medianest_default", "external": True}
     downloads = active["worker-downloads"]["volumes"]
     assert downloads == ["/srv/medianest/downloads:/var/lib/medianest/downloads"]
+    assert _liveness_check(joined, "beat") == ("beat-alive", "/tmp/mnw-beat-alive")
     exporter = active["redis-exporter"]
     assert "environment" not in exporter  # the password is in the URL
     assert f"--redis.addr={MEDIANEST_ENV['MEDIANEST_REDIS_URL']}" in exporter["command"]
