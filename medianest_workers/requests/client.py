@@ -13,10 +13,12 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import requests
+import urllib3
 from pydantic import SecretStr
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
@@ -184,6 +186,13 @@ class OverseerrClient:
         except requests.exceptions.Timeout as exc:
             raise errors.OverseerrUnavailableError(f"{where}: timed out") from exc
         except requests.exceptions.ConnectionError as exc:
+            # Retries spent on read timeouts end as a ConnectionError too (a MaxRetryError
+            # caused by ReadTimeoutError): the server accepted but did not answer.
+            reason = getattr(exc.args[0], "reason", None) if exc.args else None
+            if isinstance(reason, urllib3.exceptions.ReadTimeoutError):
+                raise errors.OverseerrUnavailableError(
+                    f"{where}: timed out (no answer within {self.options.read_timeout:g} s)"
+                ) from exc
             raise errors.OverseerrUnavailableError(f"{where}: cannot connect") from exc
         except requests.exceptions.RequestException as exc:
             raise errors.OverseerrUnavailableError(f"{where}: {type(exc).__name__}") from exc
@@ -216,7 +225,7 @@ class OverseerrClient:
         chunks: list[bytes] = []
         size = 0
         try:
-            for chunk in response.iter_content(_CHUNK):
+            for chunk in _body_chunks(response):
                 size += len(chunk)
                 if size > cap:
                     raise errors.ResponseTooLargeError(f"{where}: body exceeds {cap} bytes")
@@ -225,7 +234,7 @@ class OverseerrClient:
                         f"{where}: body not complete after {self.options.read_deadline:.0f} s"
                     )
                 chunks.append(chunk)
-        except requests.exceptions.RequestException as exc:
+        except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError) as exc:
             raise errors.OverseerrUnavailableError(
                 f"{where}: body read failed ({type(exc).__name__})"
             ) from exc
@@ -242,6 +251,19 @@ class OverseerrClient:
             return json.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
             raise errors.SchemaError(where, "(body)", f"malformed JSON ({exc})") from None
+
+
+def _body_chunks(response: requests.Response) -> Iterator[bytes]:
+    """The body as it arrives: at most one socket read per chunk (urllib3's `read1`), so the
+    reading deadline is checked after every read. `iter_content` fills each chunk before it
+    yields (a body dripping one byte per read timeout with a large Content-Length would hold
+    the job for hours before the deadline is looked at)."""
+    read1 = getattr(response.raw, "read1", None)
+    if read1 is None:  # urllib3 < 2.3
+        yield from response.iter_content(_CHUNK)
+        return
+    while chunk := read1(_CHUNK, decode_content=True):
+        yield chunk
 
 
 def endpoint() -> tuple[str, SecretStr]:

@@ -3,15 +3,19 @@
 Serves GET /request (sort=modified, newest first, take/skip), GET /request/{id},
 GET /movie/{id} and /tv/{id} (title, mediaInfo.requests), GET /user, POST /request (409
 like Overseerr when a live request holds the media). `fault` scripts a misbehaviour of
-GET /request, `stale_details` details that do not list requests yet, `post_hold` a POST
-whose answer waits. Bodies follow overseerr-api.yml and seerr-api.yml (tests check both).
+GET /request (`fault_times` limits it to that many calls, then the fake answers normally),
+`stale_details` details that do not list requests yet, `post_hold` a POST whose answer waits,
+`page_hold` a GET /request for skip `hold_skip` that waits. Bodies follow overseerr-api.yml
+and seerr-api.yml (tests check both, the fault pages included).
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -33,12 +37,23 @@ class FakeOverseerr:
         #: Request ids by (media type, tmdb id), for the media details' mediaInfo.requests.
         self.by_media: dict[tuple[str, int], set[int]] = {}
         self.fault: str | None = None
+        #: The fault applies to this many more GET /request calls (None: to every call).
+        self.fault_times: int | None = None
+        #: Retry-After of the `status429` fault.
+        self.retry_after = "1"
         #: GET /movie|tv/{id} leaves mediaInfo.requests out this many more times (a stale cache).
         self.stale_details = 0
         self.calls: list[str] = []
         self.post_hold = threading.Event()
         self.post_hold.set()
         self.posted = threading.Event()
+        #: GET /request with skip == hold_skip waits for page_hold; page_held tells it arrived.
+        self.hold_skip: int | None = None
+        self.page_hold = threading.Event()
+        self.page_hold.set()
+        self.page_held = threading.Event()
+        #: Set by stop(): the faults that hang or drip forever end.
+        self.stopping = threading.Event()
         self.lock = threading.Lock()
         self.loopback = LoopbackServer(self.handle)
 
@@ -47,7 +62,9 @@ class FakeOverseerr:
         return self.loopback.url
 
     def stop(self) -> None:
+        self.stopping.set()
         self.post_hold.set()
+        self.page_hold.set()
         self.loopback.stop()
 
     # -- data ------------------------------------------------------------------------------
@@ -102,6 +119,10 @@ class FakeOverseerr:
         self.by_media.setdefault((media_type, tmdb), set()).add(rid)
         self.titles[(media_type, tmdb)] = title or f"Title {media_type} {tmdb}"
         return item
+
+    def count(self, call: str) -> int:
+        """How many times `call` ("GET /request", "GET /movie/10") was received."""
+        return self.calls.count(call)
 
     def by_modified(self) -> list[dict[str, Any]]:
         return sorted(self.requests.values(), key=lambda r: (r["updatedAt"], r["id"]), reverse=True)
@@ -180,27 +201,22 @@ class FakeOverseerr:
             "results": items[skip : skip + take],
         }
 
+    def current_fault(self) -> str | None:
+        with self.lock:
+            if self.fault_times is not None:
+                if self.fault_times <= 0:
+                    return None
+                self.fault_times -= 1
+            return self.fault
+
     def list_requests(self, handler: BaseHTTPRequestHandler, query: dict[str, str]) -> None:
         take, skip = int(query.get("take", 20)), int(query.get("skip", 0))
-        fault = self.fault
-        if fault == "malformed_json":
-            return self.raw(handler, 200, b'{"pageInfo": {"pages": 1', "application/json")
-        if fault == "html":
-            return self.raw(handler, 502, b"<html>Bad gateway</html>", "text/html")
-        if fault == "html200":
-            return self.raw(handler, 200, b"<html>login</html>", "text/html")
-        if fault == "huge":
-            return self.raw(
-                handler, 200, b'{"x": "' + b"a" * 10_000_000 + b'"}', "application/json"
-            )
-        if fault == "endless":
-            return self.endless(handler)
-        if fault == "status503":
-            return self.send(handler, 503, {"message": "down"})
-        if fault == "status429":
-            return self.send(handler, 429, {"message": "slow down"}, {"Retry-After": "1"})
-        if fault == "missing_pageinfo":
-            return self.send(handler, 200, {"results": []})
+        if self.hold_skip is not None and skip == self.hold_skip:
+            self.page_held.set()
+            self.page_hold.wait(30)
+        fault = self.current_fault()
+        if fault is not None and self.transport_fault(handler, fault):
+            return None
         page = self.page(self.by_modified(), take, skip)
         if fault == "repeat":
             page = self.page(self.by_modified(), take, 0)
@@ -208,7 +224,92 @@ class FakeOverseerr:
             page["pageInfo"]["pages"] = 10**6
             page["pageInfo"]["results"] = 10**8
             page = {**page, "results": self.page(self.by_modified(), take, 0)["results"]}
+        if fault == "understated_results":
+            # pageInfo counts a third of the requests the pages hold (pages stays right).
+            page["pageInfo"]["results"] = len(self.requests) // 3
+        if fault == "endless_distinct":
+            page = self.distinct_page(take, skip)
         return self.send(handler, 200, page)
+
+    def transport_fault(self, handler: BaseHTTPRequestHandler, fault: str) -> bool:
+        """Answer `fault` if it is one that sends no page; whether it was."""
+        answers: dict[str, Callable[[], object]] = {
+            "malformed_json": lambda: self.raw(
+                handler, 200, b'{"pageInfo": {"pages": 1', "application/json"
+            ),
+            "html": lambda: self.raw(handler, 502, b"<html>Bad gateway</html>", "text/html"),
+            "html200": lambda: self.raw(handler, 200, b"<html>login</html>", "text/html"),
+            "huge": lambda: self.raw(
+                handler, 200, b'{"x": "' + b"a" * 10_000_000 + b'"}', "application/json"
+            ),
+            "endless": lambda: self.endless(handler),
+            "status503": lambda: self.send(handler, 503, {"message": "down"}),
+            "status429": lambda: self.send(
+                handler, 429, {"message": "slow down"}, {"Retry-After": self.retry_after}
+            ),
+            "status403": lambda: self.send(handler, 403, {"message": "Forbidden"}),
+            # The connection closes before any answer (a restart, a proxy).
+            "drop": lambda: None,
+            # Headers never come (until the fake stops).
+            "hang": lambda: self.stopping.wait(60),
+            "drip": lambda: self.drip(handler),
+            "huge_chunked": lambda: self.huge_chunked(handler),
+            "missing_pageinfo": lambda: self.send(handler, 200, {"results": []}),
+        }
+        answer = answers.get(fault)
+        if answer is None:
+            return False
+        answer()
+        if fault in ("drop", "hang"):
+            handler.close_connection = True
+        return True
+
+    def distinct_page(self, take: int, skip: int) -> dict[str, Any]:
+        """A page of requests never seen before, at every skip: copies of the newest request
+        with ids from 1,000,000 + skip, older the further the walk goes; pageInfo announces
+        a million pages."""
+        template = self.by_modified()[0]
+        results = []
+        for offset in range(take):
+            item = copy.deepcopy(template)
+            item["id"] = 1_000_000 + skip + offset
+            item["updatedAt"] = iso(1_800_000_000 - skip - offset)
+            results.append(item)
+        page_info = {"page": skip // take + 1, "pages": 10**6, "results": 10**6 * take}
+        return {"pageInfo": page_info, "results": results}
+
+    def drip(self, handler: BaseHTTPRequestHandler) -> None:
+        """200 with a Content-Length of 1 MB, then a byte every 0.2 s until the fake stops."""
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", "1000000")
+        handler.end_headers()
+        try:
+            handler.wfile.write(b"[")
+            while not self.stopping.wait(0.2):
+                handler.wfile.write(b" ")
+                handler.wfile.flush()
+        except OSError:
+            pass
+        handler.close_connection = True
+
+    def huge_chunked(self, handler: BaseHTTPRequestHandler) -> None:
+        """200, chunked (no Content-Length), 64 KiB chunks as fast as the client reads, until
+        it hangs up or 100 MB went (only a cap checked while reading can refuse it)."""
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Transfer-Encoding", "chunked")
+        handler.end_headers()
+        chunk = b"1," * 32_768
+        try:
+            handler.wfile.write(b"1\r\n[\r\n")
+            for _ in range(1600):
+                if self.stopping.is_set():
+                    break
+                handler.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        except OSError:
+            pass
+        handler.close_connection = True
 
     def endless(self, handler: BaseHTTPRequestHandler) -> None:
         handler.send_response(200)
