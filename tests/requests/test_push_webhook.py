@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from sqlalchemy import Engine, text
@@ -20,17 +20,8 @@ from medianest_workers.requests.client import ClientOptions, OverseerrClient
 from medianest_workers.requests.push import push_pending
 from medianest_workers.settings import reset_settings_cache
 from tests.helpers import wait_for
-from tests.platform.conftest import WORKER_ENV, Worker, job_row, wait_terminal
+from tests.platform.conftest import Worker, job_row, wait_terminal
 from tests.requests.fake_overseerr import KEY, FakeOverseerr
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeOverseerr]:
-    server = FakeOverseerr()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def local_pending(engine: Engine) -> None:
@@ -84,39 +75,6 @@ def test_lost_answer_is_found_again_not_resubmitted(
     assert again.created == 0 and again.linked_existing == 1
     assert len(fake.requests) == 1
     assert overseerr_id(engine) == str(next(iter(fake.requests)))
-
-
-@pytest.fixture
-def workers(
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    fake: FakeOverseerr,
-    redis_server_url: str,
-    redis_prefix: str,
-) -> Iterator[list[Worker]]:
-    """Real Celery workers (started by the test) pointed at the fake; stopped, keys removed."""
-    for name, value in {
-        **WORKER_ENV,
-        "OVERSEERR_URL": fake.url,
-        "OVERSEERR_API_KEY": KEY,
-    }.items():
-        monkeypatch.setenv(name, value)
-    reset_settings_cache()
-    started: list[Worker] = []
-    try:
-        yield started
-    finally:
-        for worker in started:
-            worker.stop()
-        monkeypatch.undo()
-        reset_settings_cache()
-        client = redis.Redis.from_url(redis_server_url)
-        try:
-            keys = list(client.scan_iter(match=f"{redis_prefix}*", count=1000))
-            if keys:
-                client.delete(*keys)
-        finally:
-            client.close()
 
 
 def test_worker_killed_between_overseerrs_answer_and_our_commit_makes_one_request(
@@ -303,3 +261,36 @@ def test_webhook_storm_makes_one_job(
     assert refused.json()["error"]["field"] == "request.request_id"
     test = {"notification_type": "TEST_NOTIFICATION", "request": None}
     assert api.post("/v1/webhooks/overseerr", json=test, headers=good).json()["accepted"] is False
+
+
+def test_webhook_only_enqueues_and_answers_at_once(
+    api: TestClient,
+    engine: Engine,
+    session_factory: object,
+    fake: FakeOverseerr,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Overseerr is configured (and would answer), yet the webhook fetches nothing from it:
+    the fake receives no request while the webhook is handled; a queued sync_one is all."""
+    monkeypatch.setenv("OVERSEERR_URL", fake.url)
+    monkeypatch.setenv("OVERSEERR_API_KEY", KEY)
+    reset_settings_cache()
+    fake.add_user(7, "one@example.org", 1001)
+    fake.add_request(42, user=7, tmdb=438631)
+    body = {"notification_type": "MEDIA_APPROVED", "request": {"request_id": "42"}}
+    good = {"Authorization": "Bearer hook-secret"}
+    api.post("/v1/webhooks/overseerr", json=body, headers=good)  # warm: the first call's imports
+    timings = []
+    for rid in (43, 44, 45):
+        started = time.monotonic()
+        answer = api.post("/v1/webhooks/overseerr", json={"request": {"id": rid}}, headers=good)
+        timings.append(time.monotonic() - started)
+        assert answer.status_code == 202 and answer.json()["created"] is True
+    assert fake.calls == []  # nothing fetched inline: the job re-fetches, later
+    assert max(timings) < 1.0, timings  # milliseconds in fact; loose on a shared machine
+    with engine.connect() as connection:
+        jobs = connection.execute(
+            text("SELECT state, payload FROM mnw_jobs WHERE kind = 'requests.sync_one'")
+        ).all()
+    assert sorted(p["overseerr_request_id"] for _s, p in jobs) == [42, 43, 44, 45]
+    assert {state for state, _p in jobs} == {"queued"}
