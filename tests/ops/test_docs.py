@@ -22,6 +22,7 @@ from medianest_workers.db import admin
 from medianest_workers.db.base import metadata
 from medianest_workers.platform.registry import all_specs, load_job_modules
 from medianest_workers.runtime.cli import build_parser
+from tests.ops import compose_commands
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -131,6 +132,69 @@ def test_shared_database_page_names_every_table() -> None:
     page = (DOCS / "shared-database.md").read_text()
     missing = [table.name for table in metadata.sorted_tables if f"`{table.name}`" not in page]
     assert not missing, f"docs/shared-database.md does not name {missing}"
+
+
+# --- docker compose commands ---------------------------------------------------------------
+
+
+def _compose_pages() -> list[tuple[Path, list[str]]]:
+    """(file, its `docker compose` commands): the pages, and the comments of the compose files
+    and the ops scripts."""
+    pages = [(page, compose_commands.commands_in(page.read_text())) for page in PAGES]
+    commented = [*ROOT.glob("docker-compose*.yml"), *OPS.glob("*.sh")]
+    return pages + [
+        (path, compose_commands.commented_commands(path.read_text())) for path in commented
+    ]
+
+
+def test_every_docker_compose_command_names_services_of_the_stack() -> None:
+    services = compose_commands.services_of(ROOT / "docker-compose.yml")
+    found, wrong = 0, []
+    for path, commands in _compose_pages():
+        for command in commands:
+            found += 1
+            wrong += [
+                f"{path.relative_to(ROOT)}: {problem}"
+                for problem in compose_commands.problems(command, services, ROOT)
+            ]
+    assert not wrong, "\n".join(wrong)
+    assert found >= 12
+
+
+@pytest.mark.parametrize(
+    ("command", "problem"),
+    [
+        ("docker compose logs --tail 200 worker-media", "names service 'worker-media'"),
+        ("docker compose stop api worker-health beat", "names service 'worker-health'"),
+        ("docker compose exec -T maintenance sh", "names service 'maintenance'"),
+        ("docker compose cp worker:/var/lib/x ./x", "names service 'worker'"),
+        ("docker compose up -d --scale workers=2", "names service 'workers'"),
+        ("docker compose ps --sevices", "option --sevices not in"),
+        ("docker compose tail beat", "subcommand 'tail' not in"),
+        ("docker compose -f docker-compose.other.yml up -d", "no file docker-compose.other.yml"),
+    ],
+)
+def test_a_wrong_docker_compose_command_is_named(command: str, problem: str) -> None:
+    services = compose_commands.services_of(ROOT / "docker-compose.yml")
+    [found] = compose_commands.problems(command, services, ROOT)
+    assert problem in found
+
+
+def test_docker_compose_commands_are_found_where_the_pages_write_them() -> None:
+    page = (
+        "Logs: `docker compose logs --tail 200\n   worker-media-health`.\n\n"
+        "```sh\ndocker compose exec -T worker-maintenance sh < ops/restore-drill.sh  # compose\n"
+        "# docker compose ps beat\n```\n"
+    )
+    assert compose_commands.commands_in(page) == [
+        "docker compose exec -T worker-maintenance sh",
+        "docker compose logs --tail 200 worker-media-health",
+    ]
+    services = compose_commands.services_of(ROOT / "docker-compose.yml")
+    for command in compose_commands.commands_in(page):
+        assert compose_commands.problems(command, services, ROOT) == []
+    joined = "docker compose -f docker-compose.yml -f docker-compose.medianest.yml up -d --build"
+    assert compose_commands.problems(joined, services, ROOT) == []
 
 
 # --- systemd -------------------------------------------------------------------------------
