@@ -21,7 +21,7 @@ from sqlalchemy.exc import OperationalError
 
 from medianest_workers import correlation
 from medianest_workers.db.job_states import JobState
-from medianest_workers.platform import ledger
+from medianest_workers.platform import finisher, ledger
 from medianest_workers.platform.celery_app import retry_countdown
 from medianest_workers.platform.context import JobContext
 from medianest_workers.platform.errors import JobCancelledError, PermanentError
@@ -101,10 +101,7 @@ def _run(
     finally:
         heartbeats.untrack(context.job_id)
     stored = dict(result) if result is not None else None
-    if not ledger.finish(context.job_id, worker=worker, state=JobState.SUCCEEDED, result=stored):
-        log.warning(
-            "job %s finished but was taken over meanwhile; result not recorded", context.job_id
-        )
+    finisher.record_success(context.job_id, worker=worker, result=stored)
     return stored
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from celery import signals
 
 from medianest_workers.db.session import build_engine, dispose_engine_after_fork
-from medianest_workers.platform import db_waits
+from medianest_workers.platform import db_waits, finisher
 from medianest_workers.platform.connection_budget import check_budget
 from medianest_workers.platform.errors import TimeBoundsError
 from medianest_workers.platform.registry import all_specs, check_time_bounds
@@ -55,6 +55,14 @@ def check_connection_budget(*, processes: int) -> None:
 @signals.worker_process_init.connect
 def _fresh_engine_in_child(**_: Any) -> None:
     """Never share a pool across a fork (session.py also does this through register_at_fork);
-    database waits that a soft time limit interrupts (db_waits.py)."""
+    database waits that a soft time limit interrupts (db_waits.py); successes written off the
+    jobs' path (finisher.py)."""
     dispose_engine_after_fork()
     db_waits.install()
+    finisher.enable()
+
+
+@signals.worker_process_shutdown.connect
+def _record_pending_ends(**_: Any) -> None:
+    """A child that exits writes the successes it handed to its finisher thread first."""
+    finisher.drain()
