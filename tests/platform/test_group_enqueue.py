@@ -18,14 +18,23 @@ import redis
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import IntegrityError
 
+from medianest_workers.platform.celery_app import app as celery_app
 from medianest_workers.platform.enqueue import Enqueued, JobRequest, enqueue
 from medianest_workers.platform.errors import IdempotencyConflictError, PayloadInvalidError
 from medianest_workers.platform.group_enqueue import enqueue_one
+from medianest_workers.platform.queue_stats import amqp_lengths, redis_lengths
 from tests.platform.conftest import job_row
 
 
 def noop(payload: dict[str, Any] | None = None, **fields: Any) -> JobRequest:
     return JobRequest(kind="platform.noop", payload=payload or {}, **fields)
+
+
+def waiting_messages(redis_client: redis.Redis, redis_prefix: str) -> int:
+    """Messages waiting in the maintenance queue, on either broker."""
+    if celery_app.conf.broker_url.startswith("amqp"):
+        return amqp_lengths(celery_app)["maintenance"]
+    return redis_lengths(redis_client, redis_prefix)["maintenance"]
 
 
 def transactions(engine: Engine) -> list[int]:
@@ -101,7 +110,7 @@ def test_concurrent_single_enqueues_share_one_transaction(
         row = job_row(engine, result.job_id)
         assert row["state"] == "queued" and row["correlation_id"] == f"c-{n}"
         assert result.row is not None and result.row["enqueued_at"] == row["enqueued_at"]
-    assert redis_client.llen(f"{redis_prefix}maintenance") == 31
+    assert waiting_messages(redis_client, redis_prefix) == 31
 
 
 def test_a_lone_call_is_stored_at_once(engine, session_factory) -> None:
