@@ -106,8 +106,16 @@ JobId = Annotated[str, Path(description="The job id (what enqueue returned)")]
 
 
 def location_of(request: Request, job_id: str) -> str:
-    path = request.app.url_path_for("get_job", job_id=job_id)
-    return f"{request.scope.get('root_path', '')}{path}"
+    """The URL path of a job (its `Location`), from the get_job route's path found once."""
+    state = request.app.state
+    template: tuple[str, str] | None = getattr(state, "job_location", None)
+    if template is None:  # url_path_for walks every route: the job's path, split at its id
+        before, _, after = request.app.url_path_for("get_job", job_id=_ID_MARK).partition(_ID_MARK)
+        template = state.job_location = (before, after)
+    return f"{request.scope.get('root_path', '')}{template[0]}{job_id}{template[1]}"
+
+
+_ID_MARK = "job-id-placeholder"
 
 
 # --- enqueue -------------------------------------------------------------------------------
