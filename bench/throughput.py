@@ -5,8 +5,9 @@
 Prints, with the same reliability settings (acks late, prefetch 1, prefork -c 2):
 - publish: a plain `.delay()` loop (the baseline), `enqueue()` one by one, `enqueue_many()`
   in batches of 100, and over HTTP (single jobs, and batches of 100), ledger rows included;
-- drain: raw Celery no-op tasks/s (the baseline) and ledger-tracked `platform.noop` jobs/s,
-  alternated for `--rounds` rounds; the table shows the round of median ratio.
+- drain: raw Celery no-op tasks/s (the baseline) and ledger-tracked `platform.noop` jobs/s.
+Each measurement runs `--rounds` times, alternated with its baseline; the table shows, for each
+row, the round whose ratio to its baseline is the median.
 Uses DATABASE_URL / REDIS_URL servers when set (else embedded ones), in a database and a
 Redis prefix of its own that it removes at the end.
 """
@@ -324,13 +325,53 @@ def drain_ledger(count: int) -> float:
         return total / drain(app, "ledger", "maintenance", done)
 
 
-def http_rates(redis_url: str, count: int, results: dict[str, float]) -> None:
-    with api_server() as base:
-        results["HTTP single (8 clients)"] = publish_http(
-            base, min(count, 2000), batch=1, clients=8
-        )
+SINGLE = "HTTP single (8 clients)"
+BATCH = "HTTP batch of 100 (4 clients)"
+
+
+def publish_round(redis_url: str, count: int, base: str | None) -> dict[str, float]:
+    """One round of every publish measurement (the baseline first); HTTP ones when `base`."""
+    measures: list[tuple[str, Callable[[], float]]] = [
+        ("delay loop", lambda: publish_delay_loop(count)),
+        ("enqueue() loop", lambda: publish_enqueue_loop(count)),
+        ("enqueue_many(100)", lambda: publish_enqueue_batches(count)),
+    ]
+    if base is not None:
+        measures += [
+            ("HTTP single (8 clients)", lambda: publish_http(base, count, batch=1, clients=8)),
+            (
+                "HTTP batch of 100 (4 clients)",
+                lambda: publish_http(base, count, batch=100, clients=4),
+            ),
+        ]
+    results = {}
+    for name, measure in measures:
+        results[name] = measure()
         reset_state(redis_url)
-        results["HTTP batch of 100 (4 clients)"] = publish_http(base, count, batch=100, clients=4)
+    return results
+
+
+def drain_round(redis_url: str, count: int) -> dict[str, float]:
+    raw = drain_raw(redis_url, count)
+    reset_state(redis_url)
+    ledger = drain_ledger(count)
+    reset_state(redis_url)
+    return {"raw Celery drain": raw, "ledger drain": ledger}
+
+
+def median_rows(rounds: list[dict[str, float]], baseline: str) -> list[tuple[str, float, float]]:
+    """(measurement, rate, ratio to the baseline of the same round): the round of median ratio
+    (for the baseline itself, its median rate)."""
+    rows = []
+    for name in rounds[0]:
+        if name == baseline:
+            rates = sorted(found[name] for found in rounds)
+            rows.append((name, rates[len(rates) // 2], 1.0))
+            continue
+        ranked = sorted(rounds, key=lambda found: found[name] / found[baseline])
+        middle = ranked[len(ranked) // 2]
+        rows.append((name, middle[name], middle[name] / middle[baseline]))
+    return rows
 
 
 def main() -> None:
@@ -338,40 +379,33 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=5000, help="jobs per drain measurement")
     parser.add_argument("--publish", type=int, default=3000, help="messages per publish run")
     parser.add_argument(
-        "--rounds", type=int, default=3, help="drain rounds (raw, ledger); the median is shown"
+        "--rounds", type=int, default=3, help="rounds of every measurement; medians are shown"
     )
     args = parser.parse_args()
     sys.path.insert(0, str(REPO_ROOT))
+    has_api = importlib.util.find_spec("medianest_workers.api.app") is not None
+    if not has_api:
+        print("no HTTP API in this checkout: HTTP rows skipped")
+    # Rounds alternate the measurements with their baselines, so that a load that comes and
+    # goes on the machine strikes both; each row shows the round of median ratio.
     with bench_environment() as redis_url:
-        results: dict[str, float] = {}
-        results["delay loop"] = publish_delay_loop(args.publish)
-        reset_state(redis_url)
-        results["enqueue() loop"] = publish_enqueue_loop(args.publish)
-        reset_state(redis_url)
-        results["enqueue_many(100)"] = publish_enqueue_batches(args.publish)
-        reset_state(redis_url)
-        if importlib.util.find_spec("medianest_workers.api.app") is None:
-            print("no HTTP API in this checkout: HTTP rows skipped")
-        else:
-            http_rates(redis_url, args.publish, results)
-        reset_state(redis_url)
-        rounds: list[tuple[float, float]] = []
-        for _ in range(args.rounds):  # alternated: a load that comes and goes hits both
-            raw = drain_raw(redis_url, args.jobs)
-            reset_state(redis_url)
-            ledger = drain_ledger(args.jobs)
-            reset_state(redis_url)
-            rounds.append((raw, ledger))
+        with api_server() if has_api else contextlib.nullcontext(None) as base:
+            publishing = [publish_round(redis_url, args.publish, base) for _ in range(args.rounds)]
+        draining = []
+        for _ in range(args.rounds):
+            draining.append(drain_round(redis_url, args.jobs))
+            raw, ledger = draining[-1]["raw Celery drain"], draining[-1]["ledger drain"]
             print(f"drain round: raw {raw:.0f}/s, ledger {ledger:.0f}/s, ratio {ledger / raw:.2f}")
-        middle = sorted(rounds, key=lambda pair: pair[1] / pair[0])[len(rounds) // 2]
-        results["raw Celery drain"], results["ledger drain"] = middle
-
-    delay, raw = results["delay loop"], results["raw Celery drain"]
-    print(f"\n{'measurement':34} {'per s':>9} {'ratio':>7}  baseline")
-    for name, value in results.items():
-        drain_row = "drain" in name
-        base, base_name = (raw, "raw Celery drain") if drain_row else (delay, "delay loop")
-        print(f"{name:34} {value:9.0f} {value / base:7.2f}  {base_name}")
+    for found in publishing:
+        if SINGLE in found:
+            single, delay = found[SINGLE], found["delay loop"]
+            print(f"publish round: delay loop {delay:.0f}/s, HTTP single {single:.0f}/s", end="")
+            print(f", ratio {single / delay:.2f}")
+    print(f"\n{'measurement':34} {'per s':>9} {'ratio':>7}  baseline", end="")
+    print(f" (each row: the round of median ratio, of {args.rounds}; a baseline: its median)")
+    for rounds, baseline in ((publishing, "delay loop"), (draining, "raw Celery drain")):
+        for name, value, ratio in median_rows(rounds, baseline):
+            print(f"{name:34} {value:9.0f} {ratio:7.2f}  {baseline}")
 
 
 if __name__ == "__main__":
