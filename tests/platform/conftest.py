@@ -11,10 +11,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import redis
 from sqlalchemy import Engine, text
 
 from medianest_workers.db.job_states import TERMINAL_STATES
+from tests.conftest import delete_keys
 from tests.helpers import wait_for
 from tests.platform import sample_jobs
 
@@ -43,13 +43,7 @@ def job_tables(engine: Engine) -> Iterator[None]:
 def _empty_queues(redis_server_url: str, redis_prefix: str) -> Iterator[None]:
     """Each test starts with this run's Redis keys (queues, beat state) gone."""
     yield
-    client = redis.Redis.from_url(redis_server_url)
-    try:
-        keys = list(client.scan_iter(match=f"{redis_prefix}*", count=1000))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
+    delete_keys(redis_server_url, redis_prefix)
 
 
 @pytest.fixture(autouse=True)

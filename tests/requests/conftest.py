@@ -6,9 +6,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
 from medianest_workers.settings import reset_settings_cache
+from tests.conftest import delete_keys
 from tests.platform.conftest import WORKER_ENV, Worker
 from tests.requests.fake_overseerr import KEY, FakeOverseerr
 
@@ -47,10 +47,4 @@ def workers(
             worker.stop()
         monkeypatch.undo()
         reset_settings_cache()
-        client = redis.Redis.from_url(redis_server_url)
-        try:
-            keys = list(client.scan_iter(match=f"{redis_prefix}*", count=1000))
-            if keys:
-                client.delete(*keys)
-        finally:
-            client.close()
+        delete_keys(redis_server_url, redis_prefix)
