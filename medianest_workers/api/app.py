@@ -1,7 +1,9 @@
 """The FastAPI application: `create_app()`, served by `uvicorn --factory` (roles.run_api).
 
 Endpoints are plain `def`s (FastAPI runs them in its thread pool): enqueue() and the ledger
-reads are synchronous SQLAlchemy. The OpenAPI document is at /openapi.json, docs at /docs.
+reads are synchronous SQLAlchemy. `POST /v1/jobs` is the exception: it awaits the group
+committer's thread (platform/group_enqueue.py) instead of occupying one of the pool's.
+The OpenAPI document is at /openapi.json, docs at /docs.
 """
 
 from __future__ import annotations

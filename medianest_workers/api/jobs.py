@@ -126,8 +126,8 @@ async def create_job(
     body: JobCreate, request: Request, idempotency_key: IdempotencyKey
 ) -> Response:
     """Enqueue one job."""
-    # async, the store done by the group committer (platform/group_enqueue.py): concurrent
-    # requests share one transaction and one publish, and no thread waits for either.
+    # async: the group committer (platform/group_enqueue.py) stores the row, concurrent
+    # requests sharing one transaction and one publish, and no thread waits for either.
     _check_request(body, "", idempotency_key, IDEMPOTENCY_HEADER)
     job = JobRequest(
         kind=body.kind,

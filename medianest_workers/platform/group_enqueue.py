@@ -1,6 +1,7 @@
 """Group commit for single enqueues: concurrent `enqueue_one()` calls share a transaction.
 
-The HTTP API enqueues one job per request, from many threads at once. Each of those calls
+The HTTP API enqueues one job per request, many requests at once (its event loop hands them
+over with `submit_one`; Python threads call `enqueue_one`). Each of those calls
 alone costs a checkout, an INSERT, a COMMIT and a publish; here one thread (the committer)
 takes every call waiting at that moment and stores them as one multi-row INSERT, one COMMIT
 and one pipelined publish. Nothing waits for a group to fill: a call arriving while nobody
